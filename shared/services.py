@@ -154,3 +154,38 @@ def _docker_engine_available() -> bool:
     return result.returncode == 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="make sure PostgreSQL, Redis, RabbitMQ answer")
+    parser.add_argument("--attempts", type=int, default=3, help="checks per service")
+    parser.add_argument("--only", nargs="*", help="service names to check (default: all)")
+    args = parser.parse_args(argv)
+
+    wanted = {n.lower() for n in args.only} if args.only else None
+    todo = [s for s in services() if wanted is None or s.name.lower() in wanted]
+    down = [s for s in todo if wait_for(s, attempts=1, delay=0) is not None]
+    attempts = args.attempts
+    if down and _docker_engine_available():
+        names = [s.compose_service for s in down]
+        print(f"starting with docker compose: {' '.join(names)}")
+        subprocess.run(["docker", "compose", "up", "-d", "--wait", *names], check=False)
+        attempts = max(attempts, 30)  # containers may still be warming up behind healthchecks
+
+    failed = False
+    for service in todo:
+        error = wait_for(service, attempts=attempts if service in down else 1, delay=1.0)
+        if error is None:
+            print(f"  ok  {service.name:<10} {_redact(service.url)}")
+        else:
+            failed = True
+            print(f"  --  {_explain(service, error)}", file=sys.stderr)
+    if failed:
+        return 1
+    if any(s.name == "PostgreSQL" for s in todo):
+        url = ServiceSettings().database_url
+        if ensure_database(url):
+            print(f"  created database {database_name(url)!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Defaults match docker-compose.yml (and a local install with trust auth accepts them too).
 DEFAULT_DATABASE_URL = "postgresql://postgres:postgres@127.0.0.1:5432/highload"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
 class ServiceSettings(BaseSettings):

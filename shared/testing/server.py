@@ -75,7 +75,10 @@ class AppServer:
         self.start_timeout = start_timeout
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="hl-server-", suffix=".log", delete=False)
+        # Closed in __exit__; the server's output goes here so a failure can show its tail.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="hl-server-", suffix=".log", delete=False
+        )
 
     @property
     def base_url(self) -> str:
@@ -90,7 +93,8 @@ class AppServer:
         return "\n".join(text.splitlines()[-lines:])
 
     def start(self) -> AppServer:
-        env = impl_env(self.impl_dir, {**self.extra_env, "HOST": "127.0.0.1", "PORT": str(self.port)})
+        listen = {"HOST": "127.0.0.1", "PORT": str(self.port)}
+        env = impl_env(self.impl_dir, {**self.extra_env, **listen})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "app"],
             cwd=self.impl_dir,
@@ -142,5 +146,3 @@ class AppServer:
         self.stop()
         self._log.close()
         self.log_path.unlink(missing_ok=True)
-
-

@@ -1,0 +1,104 @@
+# The course's commands. `make help` lists them.
+# Every target is safe to re-run: it does nothing (quickly) when there is nothing to do.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+MYPY := $(CURDIR)/$(VENV)/bin/mypy
+RUFF := $(VENV)/bin/ruff
+# uv installs the locked dependencies; `pip install uv` brings it to a fresh machine.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_GRADE := -p no:cacheprovider -q --no-header --tb=line -rN
+
+# lab_dir(N): the folder of lab N (labs/lab0N_*), empty if there is none.
+lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
+
+.PHONY: help setup services lab-% serve test lint format typecheck selfcheck repo-tests \
+        grade release clean
+
+help: ## list the commands
+	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- set-up
+
+setup: $(VENV)/.synced ## virtual environment with the locked dependencies
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+services: setup ## make sure PostgreSQL, Redis and RabbitMQ answer (starts containers if it can)
+	@$(PY) -m shared.services
+
+# ---------------------------------------------------------------- labs
+
+# make lab-3              grade lab 3 (its solution/ if present, else starter/)
+# make lab-3 IMPL=path    grade another implementation folder
+lab-%: setup ## grade lab N and print the score table (IMPL=folder to grade another one)
+	@dir="$(call lab_dir,$*)"; \
+	if [ -z "$$dir" ] || [ ! -d "$$dir/tests" ]; then \
+	  echo "lab $* is not available yet"; exit 1; fi; \
+	$(PY) -m pytest "$$dir/tests" $(if $(IMPL),--impl "$(IMPL)") $(PYTEST_GRADE) $(ARGS)
+
+# make serve LAB=1 [IMPL=labs/lab01_rest/starter] [PORT=8000]
+serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
+	@test -n "$(LAB)" || { echo "usage: make serve LAB=N [IMPL=folder] [PORT=8000]"; exit 2; }
+	@dir="$(call lab_dir,$(LAB))"; \
+	if [ -z "$$dir" ]; then echo "lab $(LAB) is not available yet"; exit 1; fi; \
+	impl="$(IMPL)"; \
+	if [ -z "$$impl" ]; then impl="$$dir/solution"; [ -d "$$impl" ] || impl="$$dir/starter"; fi; \
+	[ "$(LAB)" -le 1 ] || $(PY) -m shared.services; \
+	echo "serving $$impl on http://127.0.0.1:$${PORT:-8000}/docs (Ctrl+C to stop)"; \
+	cd "$$impl" && PORT=$${PORT:-8000} PYTHONPATH="$$PWD:$(CURDIR)" $(CURDIR)/$(PY) -m app
+
+# ---------------------------------------------------------------- checks
+
+test: setup services lint typecheck selfcheck repo-tests ## everything CI checks
+	@echo "make test: all checks passed"
+
+lint: setup ## ruff lint and format check
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: setup ## apply ruff's formatting and safe fixes
+	$(RUFF) check --fix .
+	$(RUFF) format .
+
+typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation on its own
+	$(MYPY) shared tests labs
+	@# Each implementation is its own `app` package, so each gets its own mypy run.
+	@for impl in labs/*/starter labs/*/solution*; do \
+	  [ -d "$$impl/app" ] || continue; \
+	  echo "mypy $$impl"; \
+	  (cd "$$impl" && MYPYPATH=$(CURDIR) $(MYPY) --config-file $(CURDIR)/pyproject.toml app) \
+	    || exit 1; \
+	done
+
+selfcheck: setup ## every points test passes on each solution/ and fails on starter/
+	$(PY) -m shared.grading.selfcheck
+
+repo-tests: setup ## the repo's own tests (harness, gradebook, release)
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# ---------------------------------------------------------------- instructors
+
+# make grade SUBMISSIONS=dir [LABS="1 2"] [OUT=dir]
+grade: setup ## grade a folder of submissions into gradebook.csv
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [LABS='1 2']"; exit 2; }
+	$(PY) -m shared.grading.gradebook "$(SUBMISSIONS)" $(if $(LABS),--labs $(LABS)) \
+	  $(if $(OUT),--out "$(OUT)")
+
+# make release OUT=dir
+release: setup ## write the student release (no solutions, no hidden tests) to OUT
+	@test -n "$(OUT)" || { echo "usage: make release OUT=dir"; exit 2; }
+	$(PY) -m shared.grading.release "$(OUT)" $(if $(FORCE),--force)
+
+clean: ## remove caches (keeps the virtual environment)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .mypy_cache .ruff_cache .pytest_cache
+
+-include project/project.mk

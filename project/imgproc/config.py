@@ -1,0 +1,62 @@
+"""Settings of the API, the worker and the beat scheduler (one class, read from the environment).
+
+Field names are the environment variable names (case-insensitive), e.g. `DATA_DIR`,
+`MAX_UPLOAD_BYTES`, `CELERY_QUEUE`; the backing-service URLs come from `ServiceSettings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """Everything the service can be told from outside; defaults suit a laptop."""
+
+    data_dir: Path = Field(default=Path("var/imgproc"), description="content-addressed files")
+    # imgproxy's defaults: 16.8 megapixels and a 20 MB upload.
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=16_800_000, ge=1)
+    max_side: int = Field(default=10_000, ge=1, description="largest requested width/height")
+    jpeg_quality: int = Field(default=85, ge=1, le=100)
+    webp_quality: int = Field(default=80, ge=1, le=100)
+    png_compress_level: int = Field(default=3, ge=0, le=9)
+
+    celery_queue: str = Field(default="imgproc", description="queue name (under REDIS_PREFIX)")
+    # Unacked messages older than this go back to the queue (kombu's Redis transport).
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
+    max_attempts: int = Field(default=5, ge=1)
+    retry_backoff_base: float = Field(default=1.0, gt=0)
+    retry_backoff_max: float = Field(default=60.0, gt=0)
+    # The reconciler re-enqueues jobs that sat this long without progress.
+    queued_timeout_seconds: float = Field(default=300.0, gt=0)
+    processing_timeout_seconds: float = Field(default=300.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0)
+    reconcile_batch: int = Field(default=500, ge=1)
+
+    cache_url: str | None = Field(default=None, description="Redis for caching; REDIS_URL if unset")
+    cache_socket_timeout: float = Field(default=0.25, gt=0)
+    status_ttl_seconds: int = Field(default=30, ge=1, description="TTL of a non-final status")
+    final_ttl_seconds: int = Field(default=3600, ge=1, description="TTL of done/failed entries")
+
+    db_pool_size: int = Field(default=10, ge=1)
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+    prometheus_multiproc_dir: Path | None = None
+    log_json: bool = True
+    log_level: str = "INFO"
+    # Fault injection for the crash test and class demos: sleep this long inside each job.
+    worker_slowdown_seconds: float = Field(default=0.0, ge=0)
+
+    @property
+    def effective_cache_url(self) -> str:
+        return self.cache_url or self.redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once from the environment)."""
+    return Settings()

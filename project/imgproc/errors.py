@@ -1,0 +1,35 @@
+"""The service's exception hierarchy; every HTTP error leaves as one JSON shape.
+
+    ServiceError                      code, HTTP status, message
+    +-- images.exceptions.ImageError  bad upload: 413 / 415 / 422 (and a job's permanent failure)
+    +-- images.exceptions.ParameterError   422, bad operation parameters
+    +-- jobs.exceptions.JobNotFound        404
+    +-- jobs.exceptions.JobNotReady        409
+    +-- jobs.exceptions.JobFailed          410
+
+The shape: {"error": {"code": "...", "message": "...", "details": ...}, "request_id": "..."}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """An error with a stable machine-readable code and the HTTP status it maps to."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def error_body(code: str, message: str, *, details: Any = None, request_id: str | None = None) -> dict[str, Any]:
+    """Return the one JSON error shape used by every endpoint."""
+    return {
+        "error": {"code": code, "message": message, "details": details},
+        "request_id": request_id,
+    }

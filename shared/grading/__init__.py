@@ -1,0 +1,1 @@
+"""The grading harness: a pytest plugin, the score model, gradebook, self-check and release."""
