@@ -8,7 +8,6 @@ server answers requests from several threads, and `next id + insert` must not in
 import itertools
 import threading
 
-from app.errors import ItemNotFoundError
 from app.schemas import Item, ItemCreate, ItemPatch
 
 
@@ -31,6 +30,7 @@ def list_items(*, repo: ItemStore, limit: int, offset: int) -> tuple[list[Item],
 
 def get_item(*, repo: ItemStore, item_id: int) -> Item:
     """Return the item, or raise ItemNotFoundError."""
+    # `raise ItemNotFoundError(item_id)` (from app.errors) becomes a 404 with a JSON detail.
     raise NotImplementedError("TODO(lab 1): look the item up; raise ItemNotFoundError if absent")
 
 
@@ -55,8 +55,3 @@ def update_item(*, repo: ItemStore, item_id: int, data: ItemPatch) -> Item:
 def delete_item(*, repo: ItemStore, item_id: int) -> None:
     """Delete the item, or raise ItemNotFoundError."""
     raise NotImplementedError("TODO(lab 1): delete the item")
-
-
-def _example_not_found(item_id: int) -> ItemNotFoundError:
-    # Raise this from your functions when the id is unknown; the app turns it into a 404.
-    return ItemNotFoundError(item_id)
