@@ -149,7 +149,7 @@ def test_concurrent_creates_get_unique_ids(client: httpx.Client) -> None:
 
     def post(n: int) -> int:
         with httpx.Client(base_url=base_url, timeout=10) as own:
-            return create_item(own, name=unique_name(f"parallel{n}"))["id"]
+            return int(create_item(own, name=unique_name(f"parallel{n}"))["id"])
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         ids = list(pool.map(post, range(48)))

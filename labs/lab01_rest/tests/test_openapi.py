@@ -21,7 +21,7 @@ def openapi(client: httpx.Client) -> dict[str, Any]:
     assert r.status_code == 200, (
         f"GET /openapi.json must answer the OpenAPI document: {r.status_code}"
     )
-    doc = r.json()
+    doc: dict[str, Any] = r.json()
     assert isinstance(doc.get("paths"), dict), "the OpenAPI document must have `paths`"
     return doc
 
