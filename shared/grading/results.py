@@ -40,7 +40,8 @@ class RunResult:
         tests = []
         for number, test in enumerate(self.tests, start=1):
             entry: dict[str, Any] = {
-                "name": "hidden test" if test.hidden else f"{test.task}: {test.name}",
+                # Gradescope hides a hidden entry whole, so its real name can stay.
+                "name": f"{test.task}: {test.name}",
                 "number": str(number),
                 "score": test.score,
                 "max_score": test.max_score,

@@ -1,0 +1,14 @@
+"""The self-check names a points test that passes on the starter."""
+
+from shared.grading.selfcheck import Check, run_check
+from tests.helpers import DEMO_LAB
+
+
+def test_selfcheck_accepts_solution_and_names_a_test_that_passes_on_the_starter():
+    on_solution = run_check(Check(DEMO_LAB, DEMO_LAB / "solution", expect_pass=True))
+    assert on_solution.ok, on_solution.problems
+
+    on_starter = run_check(Check(DEMO_LAB, DEMO_LAB / "starter", expect_pass=False))
+    assert not on_starter.ok
+    assert len(on_starter.problems) == 1
+    assert "test_health_is_ok passes on the starter" in on_starter.problems[0]
