@@ -67,7 +67,7 @@ def test_with_ci_true_a_skipped_test_fails_the_run(tmp_path: Path):
 
     def run(ci: str) -> subprocess.CompletedProcess[str]:
         config = str(REPO_ROOT / "pyproject.toml")  # the file lives outside the repo
-        cmd = [sys.executable, "-m", "pytest", "-c", config, str(test_file), "-p", "no:cacheprovider"]
+        cmd = [sys.executable, "-m", "pytest", "-c", config, str(test_file)]
         return subprocess.run(
             cmd, cwd=REPO_ROOT, capture_output=True, text=True, env={"CI": ci, "PATH": "/usr/bin"}
         )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from shared.grading.release import is_solution, make_release, strip_hidden
 
-SOURCE = '''import pytest
+SOURCE = """import pytest
 import json
 
 
@@ -27,7 +27,7 @@ class TestGroup:
 
     def test_visible_method(self):
         pass
-'''
+"""
 
 
 def test_strip_hidden_removes_marked_functions_and_methods_only():

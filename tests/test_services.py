@@ -20,11 +20,8 @@ def test_a_service_that_is_down_is_named_with_the_command_to_start_it():
 
 def test_temporary_database_is_created_and_dropped(run_id: str):
     server = require("PostgreSQL")
-    with temporary_database(server, run_id, "_probe") as url:
-        with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT current_database()").fetchone() == (
-                f"hl_test_{run_id}_probe",
-            )
+    with temporary_database(server, run_id, "_probe") as url, psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == (f"hl_test_{run_id}_probe",)
     with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres") as conn:
         row = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (f"hl_test_{run_id}_probe",)

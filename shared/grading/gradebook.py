@@ -134,7 +134,7 @@ def write_outputs(out: Path, grades: list[LabGrade], labs: list[Path]) -> Path:
                 f"{g.lab}: tests differ ({', '.join(g.tests_differ)})"
                 for g in row
                 if g.tests_differ
-            ]  # noqa: E501
+            ]
             writer.writerow(
                 [
                     student,

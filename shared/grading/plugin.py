@@ -114,8 +114,20 @@ def pytest_collection_modifyitems(
         if not marker.args:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.points needs a number")
         task = str(marker.kwargs.get("task") or _module_task(item))
+        origin = _origin_lab(item)
+        if origin and state.lab_dir is not None and origin != state.lab_dir.name:
+            # A test imported from an earlier lab: the cumulative regression of its contract.
+            task = f"Regression {origin}: {task}"
         hidden = item.get_closest_marker("hidden") is not None
         state.points[item.nodeid] = (float(marker.args[0]), task, hidden)
+
+
+def _origin_lab(item: pytest.Item) -> str | None:
+    """The lab whose test module defines the test function (`labs.lab01_rest.tests...`)."""
+    function = getattr(item, "function", None)
+    module = getattr(function, "__module__", "") or ""
+    match = re.search(r"(?:^|\.)(lab\d\d_\w+?)\.tests(?:\.|$)", module)
+    return match.group(1) if match else None
 
 
 def _module_task(item: pytest.Item) -> str:

@@ -79,7 +79,7 @@ class RunResult:
         headers = ("Task", "Test", "Points", "Status", "What to fix")
         widths = [
             min(max(len(r[i]) for r in [headers, *rows]), cap)
-            for i, cap in enumerate((34, 52, 7, 6, 0))
+            for i, cap in enumerate((46, 52, 7, 6, 0))
         ]
 
         def fmt(row: tuple[str, ...]) -> str:
