@@ -27,8 +27,9 @@ def test_gradebook_gives_full_zero_and_partial_scores(tmp_path: Path):
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     routes = subs / "carol" / "lab01_rest" / "starter" / "app" / "api" / "routes" / "items.py"
     text = routes.read_text()
-    assert "status_code=201" in text, "the bug below needs the 201 of POST /items"
-    routes.write_text(text.replace("status_code=201", "status_code=200", 1))
+    bug = ("status_code=status.HTTP_201_CREATED", "status_code=status.HTTP_200_OK")
+    assert bug[0] in text, "the bug below needs the 201 of POST /items"
+    routes.write_text(text.replace(*bug, 1))
     for test_file in (subs / "dave" / "lab01_rest" / "tests").glob("test_*.py"):
         test_file.write_text(test_file.read_text() + "\n# edited by the student\n")
 
