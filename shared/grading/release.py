@@ -24,7 +24,7 @@ RELEASE_MARKER = ".student-release"
 
 def tracked_files(root: Path) -> list[Path]:
     out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "-z", "--cached"],
         cwd=root, capture_output=True, check=True,
     ).stdout  # fmt: skip
     return [Path(p) for p in out.decode().split("\0") if p]
