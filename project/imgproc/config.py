@@ -21,7 +21,6 @@ class Settings(ServiceSettings):
     # imgproxy's defaults: 16.8 megapixels and a 20 MB upload.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=16_800_000, ge=1)
-    max_side: int = Field(default=10_000, ge=1, description="largest requested width/height")
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
     png_compress_level: int = Field(default=3, ge=0, le=9)
@@ -44,6 +43,7 @@ class Settings(ServiceSettings):
     final_ttl_seconds: int = Field(default=3600, ge=1, description="TTL of done/failed entries")
 
     db_pool_size: int = Field(default=10, ge=1)
+    worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     prometheus_multiproc_dir: Path | None = None
     log_json: bool = True

@@ -1,0 +1,1 @@
+"""Redis cache of de-duplication keys and job statuses; PostgreSQL stays the truth."""

@@ -1,0 +1,98 @@
+"""Best-effort Redis cache: every error is logged and treated as a miss.
+
+Keys (under REDIS_PREFIX):
+- `imgproc:dedup:<request key>` -> job id of the live job for that image + operation + params.
+- `imgproc:status:<job id>` -> the status document `GET /task-status` returns.
+
+Status entries are written through by whoever changes the job (the API when it creates it, the
+worker on every transition, with a plain SET that overwrites). A reader that missed and loaded
+the row from PostgreSQL fills the cache with SET NX, so a stale read can never overwrite the
+fresher value a worker wrote meanwhile. Final states live longer: they never change again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+import redis.asyncio as aioredis
+import structlog
+
+log = structlog.get_logger(__name__)
+
+CacheObserver = Callable[[str, str], None]  # (cache name, "hit" | "miss" | "error")
+
+
+def _noop(cache: str, result: str) -> None:
+    return None
+
+
+class CacheKeys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = f"{prefix}imgproc:"
+
+    def dedup(self, request_key: str) -> str:
+        return f"{self.prefix}dedup:{request_key}"
+
+    def status(self, job_id: str) -> str:
+        return f"{self.prefix}status:{job_id}"
+
+
+class AsyncCache:
+    """The API's cache client (redis.asyncio) with short timeouts so Redis down is cheap."""
+
+    def __init__(
+        self, url: str, prefix: str, *, timeout: float, observe: CacheObserver = _noop
+    ) -> None:
+        self.keys = CacheKeys(prefix)
+        self.client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+        self.observe = observe
+
+    async def get(self, cache: str, key: str) -> bytes | None:
+        try:
+            value: bytes | None = await self.client.get(key)
+        except (redis.RedisError, OSError) as exc:
+            self.observe(cache, "error")
+            log.warning("cache_unavailable", op="get", error=str(exc))
+            return None
+        self.observe(cache, "miss" if value is None else "hit")
+        return value
+
+    async def set(self, key: str, value: str, *, ttl: int, only_if_missing: bool = False) -> None:
+        try:
+            await self.client.set(key, value, ex=ttl, nx=only_if_missing)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cache_unavailable", op="set", error=str(exc))
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self.client.delete(key)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cache_unavailable", op="delete", error=str(exc))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class SyncCache:
+    """The worker's cache client: write-through of status changes."""
+
+    def __init__(self, url: str, prefix: str, *, timeout: float) -> None:
+        self.keys = CacheKeys(prefix)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+
+    def set(self, key: str, value: str, *, ttl: int) -> None:
+        try:
+            self.client.set(key, value, ex=ttl)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cache_unavailable", op="set", error=str(exc))
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete(key)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cache_unavailable", op="delete", error=str(exc))

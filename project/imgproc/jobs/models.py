@@ -1,0 +1,69 @@
+"""The job table: the single source of truth for every job's state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from imgproc.db import Base
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED})
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'processing', 'done', 'failed')", name="status_known"
+        ),
+        CheckConstraint("operation IN ('crop', 'grayscale', 'resize')", name="operation_known"),
+        # Identical requests share one live job; a failed one may be tried again.
+        Index(
+            "uq_jobs_request_key_live",
+            "request_key",
+            unique=True,
+            postgresql_where=text("status <> 'failed'"),
+        ),
+        # The reconciler's scan: unfinished jobs by the time they last made progress.
+        Index(
+            "ix_jobs_unfinished",
+            "status",
+            "enqueued_at",
+            postgresql_where=text("status IN ('queued', 'processing')"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    request_key: Mapped[str] = mapped_column(String(64))
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    input_format: Mapped[str] = mapped_column(String(8))
+    input_bytes: Mapped[int] = mapped_column(Integer)
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    output_format: Mapped[str | None] = mapped_column(String(8))
+    output_width: Mapped[int | None] = mapped_column(Integer)
+    output_height: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,165 @@
+"""SQL for the job table, as Core statements both the async API and the sync worker execute.
+
+Every state change is a guarded UPDATE: it names the state it expects, so two workers (or a
+redelivered message) can never both move a job forward. `attempts` doubles as a fencing token:
+a worker whose lease expired cannot overwrite the outcome of the worker that took over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, Update, and_, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.sql import Executable
+
+from imgproc.jobs.models import Job, JobStatus
+
+jobs = Job.__table__
+
+
+def _seconds_ago(seconds: float) -> Any:
+    return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
+
+
+def insert_job(values: dict[str, Any]) -> Insert:
+    """Insert unless a live job with the same request key exists (then return no row)."""
+    return (
+        insert(jobs)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=["request_key"], index_where=text("status <> 'failed'")
+        )
+        .returning(*jobs.c)
+    )
+
+
+def select_job(job_id: uuid.UUID) -> Select[Any]:
+    return select(jobs).where(jobs.c.id == job_id)
+
+
+def select_live_by_request_key(request_key: str) -> Select[Any]:
+    return select(jobs).where(
+        jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED
+    )
+
+
+def claim(job_id: uuid.UUID, *, lease_seconds: float) -> Update:
+    """queued -> processing (or take over a processing job whose lease ran out)."""
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == job_id,
+            or_(
+                jobs.c.status == JobStatus.QUEUED,
+                and_(
+                    jobs.c.status == JobStatus.PROCESSING,
+                    jobs.c.started_at < _seconds_ago(lease_seconds),
+                ),
+            ),
+        )
+        .values(
+            status=JobStatus.PROCESSING,
+            attempts=jobs.c.attempts + 1,
+            started_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(*jobs.c)
+    )
+
+
+def _owned(job_id: uuid.UUID, attempt: int) -> Any:
+    return and_(
+        jobs.c.id == job_id,
+        jobs.c.status == JobStatus.PROCESSING,
+        jobs.c.attempts == attempt,
+    )
+
+
+def mark_done(
+    job_id: uuid.UUID, attempt: int, *, sha256: str, fmt: str, width: int, height: int
+) -> Update:
+    return (
+        update(jobs)
+        .where(_owned(job_id, attempt))
+        .values(
+            status=JobStatus.DONE,
+            output_sha256=sha256,
+            output_format=fmt,
+            output_width=width,
+            output_height=height,
+            error=None,
+            updated_at=func.now(),
+            finished_at=func.now(),
+        )
+        .returning(*jobs.c)
+    )
+
+
+def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Update:
+    """processing -> failed (attempt=None: any unfinished job, used by the reconciler)."""
+    if attempt is None:
+        where = and_(
+            jobs.c.id == job_id, jobs.c.status.in_([JobStatus.QUEUED, JobStatus.PROCESSING])
+        )
+    else:
+        where = _owned(job_id, attempt)
+    return (
+        update(jobs)
+        .where(where)
+        .values(
+            status=JobStatus.FAILED,
+            error=error,
+            updated_at=func.now(),
+            finished_at=func.now(),
+        )
+        .returning(*jobs.c)
+    )
+
+
+def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: float) -> Update:
+    """processing -> queued after a transient error; the reconciler waits out the backoff."""
+    return (
+        update(jobs)
+        .where(_owned(job_id, attempt))
+        .values(
+            status=JobStatus.QUEUED,
+            error=error,
+            updated_at=func.now(),
+            enqueued_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay),
+        )
+        .returning(*jobs.c)
+    )
+
+
+def take_stuck(
+    *, queued_timeout: float, processing_timeout: float, limit: int
+) -> Executable:
+    """Mark and return jobs with no progress for too long (skipping rows others hold)."""
+    stuck = (
+        select(jobs.c.id)
+        .where(
+            or_(
+                and_(
+                    jobs.c.status == JobStatus.QUEUED,
+                    jobs.c.enqueued_at < _seconds_ago(queued_timeout),
+                ),
+                and_(
+                    jobs.c.status == JobStatus.PROCESSING,
+                    jobs.c.started_at < _seconds_ago(processing_timeout),
+                    jobs.c.enqueued_at < _seconds_ago(processing_timeout),
+                ),
+            )
+        )
+        .order_by(jobs.c.enqueued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(stuck))
+        .values(enqueued_at=func.now())
+        .returning(jobs.c.id, jobs.c.status, jobs.c.attempts, jobs.c.error)
+    )

@@ -1,0 +1,155 @@
+"""HTTP routes of jobs: three operations in, status and result out."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, ValidationError
+
+from imgproc.deps import RequestIdDep, StateDep
+from imgproc.images.exceptions import ParameterError, UploadTooLarge
+from imgproc.images.schemas import (
+    CropParams,
+    GrayscaleParams,
+    Operation,
+    OperationParams,
+    ResampleFilter,
+    ResizeParams,
+)
+from imgproc.jobs import service
+from imgproc.jobs.schemas import ErrorResponse, SubmitResponse, TaskStatus
+
+router = APIRouter(tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (404, 409, 410, 413, 415, 422)
+}
+UploadDep = Annotated[UploadFile, File(description="a JPEG, PNG or WebP image")]
+
+
+def _params(model: type[BaseModel], **fields: Any) -> OperationParams:
+    try:
+        params = model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'parameters'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ParameterError(
+            f"bad parameters: {problems}",
+            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
+        ) from exc
+    assert isinstance(params, CropParams | GrayscaleParams | ResizeParams)
+    return params
+
+
+async def _submit(
+    state: StateDep,
+    request: Request,
+    response: Response,
+    request_id: str | None,
+    operation: Operation,
+    params: OperationParams,
+    file: UploadFile,
+) -> SubmitResponse:
+    limit = state.settings.max_upload_bytes
+    if file.size is not None and file.size > limit:
+        raise UploadTooLarge(f"the upload is {file.size} bytes; the limit is {limit}")
+    data = await file.read(limit + 1)
+    submitted = await service.submit_job(
+        state, operation=operation, params=params, data=data, request_id=request_id
+    )
+    status = submitted.status
+    # 202: accepted for processing. An identical earlier request answers at once with 200.
+    response.status_code = 200 if submitted.cache_hit else 202
+    response.headers["X-Cache"] = "HIT" if submitted.cache_hit else "MISS"
+    status_url = str(request.url_for("task_status", task_id=status.task_id))
+    response.headers["Location"] = status_url
+    return SubmitResponse(
+        task_id=status.task_id,
+        status=status.status,
+        operation=status.operation,
+        params=status.params,
+        cache_hit=submitted.cache_hit,
+        status_url=status_url,
+        result_url=str(request.url_for("task_result", task_id=status.task_id)),
+    )
+
+
+@router.post("/crop", status_code=202, responses=_ERRORS)
+async def crop(
+    state: StateDep,
+    request: Request,
+    response: Response,
+    request_id: RequestIdDep,
+    file: UploadDep,
+    left: Annotated[int, Form(description="x of the left edge, upright image")],
+    top: Annotated[int, Form(description="y of the top edge, upright image")],
+    width: Annotated[int, Form(description="box width, 1..10000")],
+    height: Annotated[int, Form(description="box height, 1..10000")],
+) -> SubmitResponse:
+    """Cut a box out of the image (the box must lie inside it)."""
+    params = _params(CropParams, left=left, top=top, width=width, height=height)
+    return await _submit(state, request, response, request_id, Operation.CROP, params, file)
+
+
+@router.post("/grayscale", status_code=202, responses=_ERRORS)
+async def grayscale(
+    state: StateDep,
+    request: Request,
+    response: Response,
+    request_id: RequestIdDep,
+    file: UploadDep,
+) -> SubmitResponse:
+    """Convert the image to grayscale (alpha is kept)."""
+    params = _params(GrayscaleParams)
+    return await _submit(state, request, response, request_id, Operation.GRAYSCALE, params, file)
+
+
+@router.post("/resize", status_code=202, responses=_ERRORS)
+async def resize(
+    state: StateDep,
+    request: Request,
+    response: Response,
+    request_id: RequestIdDep,
+    file: UploadDep,
+    width: Annotated[int | None, Form(description="target width, 1..10000")] = None,
+    height: Annotated[int | None, Form(description="target height, 1..10000")] = None,
+    keep_aspect: Annotated[bool, Form(description="fit inside width x height")] = True,
+    filter: Annotated[ResampleFilter, Form(description="resampling filter")] = (
+        ResampleFilter.LANCZOS
+    ),
+) -> SubmitResponse:
+    """Resize to a width and/or height, keeping the aspect ratio unless told not to."""
+    params = _params(
+        ResizeParams, width=width, height=height, keep_aspect=keep_aspect, filter=filter
+    )
+    return await _submit(state, request, response, request_id, Operation.RESIZE, params, file)
+
+
+@router.get("/task-status/{task_id}", name="task_status", responses=_ERRORS)
+async def task_status(state: StateDep, task_id: uuid.UUID) -> TaskStatus:
+    """Status, operation, parameters, timestamps, attempts and the error of a failed job."""
+    return await service.get_status(state, task_id)
+
+
+@router.get(
+    "/result/{task_id}",
+    name="task_result",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}, **_ERRORS},
+)
+async def task_result(state: StateDep, task_id: uuid.UUID) -> FileResponse:
+    """The processed image: 409 while it is not ready, 410 if the job failed."""
+    result = await service.get_result(state, task_id)
+    return FileResponse(
+        result.path,
+        media_type=result.media_type,
+        filename=result.filename,
+        content_disposition_type="inline",
+        # A task's result never changes once it exists.
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )

@@ -1,0 +1,34 @@
+"""Celery tasks: thin wrappers over `processor.run_job` and `reconciler.reconcile`.
+
+The message carries only the job id; the image is read from content-addressed storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+
+from imgproc.celery_app import PROCESS_TASK, RECONCILE_TASK
+from imgproc.config import Settings
+from imgproc.jobs.processor import context_for, run_job
+from imgproc.jobs.reconciler import reconcile
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    """Define the tasks on `app`, bound to `settings`."""
+
+    def send(job_id: str) -> None:
+        app.send_task(PROCESS_TASK, args=[job_id], queue=settings.celery_queue)
+
+    @app.task(name=PROCESS_TASK, bind=True, max_retries=None)
+    def process_job(self: Task[Any, Any], job_id: str) -> str:
+        outcome = run_job(context_for(settings), job_id)
+        if outcome.retry_in is not None:
+            # A new message with a countdown; this one is acked. attempts live in PostgreSQL.
+            raise self.retry(countdown=outcome.retry_in)
+        return outcome.name
+
+    @app.task(name=RECONCILE_TASK)
+    def reconcile_jobs() -> dict[str, int]:
+        return reconcile(context_for(settings), send)

@@ -1,0 +1,119 @@
+"""The FastAPI application factory: `uvicorn --factory imgproc.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgproc.cache.service import AsyncCache
+from imgproc.celery_app import create_celery
+from imgproc.config import Settings, get_settings
+from imgproc.db import make_async_engine, make_sessionmaker
+from imgproc.deps import AppState, Publisher
+from imgproc.errors import ServiceError, error_body
+from imgproc.health.router import router as health_router
+from imgproc.jobs.router import router as jobs_router
+from imgproc.logging import configure_logging
+from imgproc.metrics.api import ApiMetrics, instrument
+from imgproc.middleware import RequestContextMiddleware, UploadLimitMiddleware
+from imgproc.storage.service import ContentStore
+
+log = structlog.get_logger(__name__)
+UPLOAD_PATHS = frozenset({"/crop", "/grayscale", "/resize"})
+# Room for the multipart boundaries and the small form fields around the file itself.
+MULTIPART_SLACK = 64 * 1024
+
+
+def _request_id(request: Request) -> str | None:
+    value: str | None = getattr(request.state, "request_id", None)
+    return value
+
+
+def _error(request: Request, status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details=details, request_id=_request_id(request)),
+        status_code=status,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return _error(request, exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{'.'.join(e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors)
+        return _error(request, 422, "validation_error", f"bad request: {summary}", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error")
+        return _error(request, 500, "internal_error", "internal error; see the server log")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app and its connections (lazy: nothing connects until first used)."""
+    settings = settings or get_settings()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    registry = CollectorRegistry()
+    metrics = ApiMetrics(registry)
+    engine = make_async_engine(settings.database_url, pool_size=settings.db_pool_size)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        cache=AsyncCache(
+            settings.effective_cache_url,
+            settings.redis_prefix,
+            timeout=settings.cache_socket_timeout,
+            observe=metrics.observe_cache,
+        ),
+        store=ContentStore(settings.data_dir),
+        publisher=Publisher(create_celery(settings), settings.celery_queue),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.cache.close()
+        await state.engine.dispose()
+        state.publisher.celery.close()
+
+    app = FastAPI(
+        title="imgproc",
+        summary="Asynchronous image processing: crop, grayscale, resize.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    app.state.imgproc = state
+    app.include_router(jobs_router)
+    app.include_router(health_router)
+    _install_error_handlers(app)
+    instrument(app, registry)
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK,
+        paths=UPLOAD_PATHS,
+    )
+    # Added last so it runs first: even a 413 from the upload limit carries a request id.
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,78 @@
+"""Worker metrics, scrapeable from one port per worker node.
+
+With Celery's prefork pool the jobs run in child processes, so the metrics use prometheus_client's
+multiprocess mode: each process writes to files in PROMETHEUS_MULTIPROC_DIR (set in the worker's
+environment before it starts, and emptied by whoever starts it) and the main process serves the
+sum. Without that variable (e.g. `--pool=solo`) the process serves its own registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from imgproc.config import Settings
+
+log = structlog.get_logger(__name__)
+
+JOBS_PROCESSED = Counter(
+    "imgproc_jobs_processed_total",
+    "Jobs finished by a worker, by operation and outcome (done, failed, retry, skipped).",
+    ["operation", "outcome"],
+)
+PROCESSING_SECONDS = Histogram(
+    "imgproc_job_processing_seconds",
+    "Time to read, process and store one image, by operation.",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RETRIES = Counter(
+    "imgproc_job_retries_total", "Transient failures scheduled for a retry.", ["operation"]
+)
+REQUEUED = Counter(
+    "imgproc_reconciler_requeued_total",
+    "Jobs the reconciler sent to the broker again, by the state they were stuck in.",
+    ["status"],
+)
+
+
+class QueueDepthCollector(Collector):
+    """Read the broker queue's length at scrape time (a gauge nobody has to keep updated)."""
+
+    def __init__(self, redis_url: str, queue_key: str) -> None:
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        self.queue_key = queue_key
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "imgproc_queue_depth", "Messages waiting in the broker queue.", labels=["queue"]
+        )
+        try:
+            gauge.add_metric([self.queue_key], float(self.client.llen(self.queue_key)))
+        except redis.RedisError as exc:
+            log.warning("queue_depth_unavailable", error=str(exc))
+            return
+        yield gauge
+
+
+def start_worker_metrics_server(settings: Settings) -> None:
+    """Serve this worker's metrics on settings.worker_metrics_port (0 disables it)."""
+    if not settings.worker_metrics_port:
+        return
+    if settings.prometheus_multiproc_dir is not None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
+    else:
+        registry = REGISTRY
+    queue_key = f"{settings.redis_prefix}{settings.celery_queue}"
+    registry.register(QueueDepthCollector(settings.redis_url, queue_key))
+    start_http_server(
+        settings.worker_metrics_port, addr=settings.worker_metrics_host, registry=registry
+    )
+    log.info("worker_metrics_listening", port=settings.worker_metrics_port)

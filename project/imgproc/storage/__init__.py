@@ -1,0 +1,1 @@
+"""Content-addressed file storage (sha256) under the configured data directory."""

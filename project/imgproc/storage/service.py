@@ -1,0 +1,67 @@
+"""Store blobs by their sha256 under `<data_dir>/objects/ab/cd/<hash>`.
+
+A path is built only from a hash this module computed or validated, never from a client's file
+name. Writes go to a temporary file in the same directory and are renamed into place, so a
+reader sees a whole file or none; the same bytes are stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ContentStore:
+    """Blobs addressed by sha256, written atomically."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = Path(root) / "objects"
+        self.fsync = fsync
+
+    def path_for(self, digest: str) -> Path:
+        if not _HEX64.fullmatch(digest):
+            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes, digest: str | None = None) -> tuple[str, bool]:
+        """Store `data`; return (its sha256, whether a new file was written)."""
+        digest = digest or sha256_hex(data)
+        path = self.path_for(digest)
+        if path.exists():
+            return digest, False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    # The job row that points here is committed next: the bytes must survive
+                    # a crash at least as well as the row does.
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest, True
+
+    def get(self, digest: str) -> bytes:
+        return self.path_for(digest).read_bytes()
+
+    def delete(self, digest: str) -> None:
+        self.path_for(digest).unlink(missing_ok=True)
+
+    def count(self) -> int:
+        """Return how many blobs are stored (tests use it to prove nothing was left behind)."""
+        if not self.root.exists():
+            return 0
+        return sum(1 for p in self.root.rglob("*") if p.is_file())

@@ -1,0 +1,30 @@
+"""The Celery app the worker and beat run: `celery -A imgproc.worker worker` / `... beat`.
+
+Settings come from the environment once, at import; the process serves its metrics after start.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery.signals import worker_init
+
+from imgproc.celery_app import create_celery
+from imgproc.config import get_settings
+from imgproc.jobs.tasks import register_tasks
+from imgproc.logging import configure_logging
+from imgproc.metrics.worker import start_worker_metrics_server
+
+settings = get_settings()
+configure_logging(json=settings.log_json, level=settings.log_level)
+app = create_celery(settings)
+register_tasks(app, settings)
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    start_worker_metrics_server(settings)
+    structlog.get_logger(__name__).info(
+        "worker_ready", queue=settings.celery_queue, data_dir=str(settings.data_dir)
+    )

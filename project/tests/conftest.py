@@ -1,0 +1,127 @@
+"""Fixtures of the capstone tests: real PostgreSQL, Redis and Celery worker processes.
+
+Everything lives under the run's namespace: the run's database (`database_url`), Redis keys
+under `redis_prefix` (the Celery queue included, via kombu's `global_keyprefix`), a temporary
+data directory. Processes are started with a bounded wait and stopped at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from imgproc.config import Settings
+from imgproc.db import make_sync_engine
+from imgproc.launch import Child, free_port, start_api, start_worker, wait_for
+from imgproc.migrate import upgrade
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, redis_url: str, redis_prefix: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    root = tmp_path_factory.mktemp("imgproc")
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        celery_queue=f"imgproc.{run_id}",
+        data_dir=root / "data",
+        prometheus_multiproc_dir=root / "prom",
+        worker_metrics_port=free_port(),
+        # Short timeouts so recovery paths run in seconds, not minutes.
+        queued_timeout_seconds=10,
+        processing_timeout_seconds=5,
+        reconcile_interval_seconds=1,
+        broker_visibility_timeout=60,
+        max_attempts=3,
+        retry_backoff_base=0.1,
+        retry_backoff_max=1,
+        log_json=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings) -> str:
+    upgrade(settings.database_url)
+    return settings.database_url
+
+
+@pytest.fixture(scope="session")
+def db(migrated: str) -> Iterator[Engine]:
+    engine = make_sync_engine(migrated)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, migrated: str, logs_dir: Path) -> Iterator[Child]:
+    child = start_worker(
+        settings,
+        logs_dir / "worker.log",
+        concurrency=2,
+        beat_schedule=logs_dir / "beat-schedule",
+    )
+    yield child
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings, migrated: str, logs_dir: Path) -> Iterator[str]:
+    port = free_port()
+    child = start_api(settings, logs_dir / "api.log", port=port)
+    yield f"http://127.0.0.1:{port}"
+    child.stop()
+
+
+@pytest.fixture(scope="session")
+def client(api_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def stack(client: httpx.Client, worker: Child) -> httpx.Client:
+    """The API with a running worker behind it."""
+    return client
+
+
+WaitDone = Callable[..., dict[str, Any]]
+
+
+def _wait_done(client: httpx.Client, task_id: str, *, timeout: float = 30) -> dict[str, Any]:
+    """Poll /task-status until the job is final; return the status document."""
+    last: dict[str, Any] = {}
+
+    def final() -> bool:
+        nonlocal last
+        last = client.get(f"/task-status/{task_id}").json()
+        return last.get("status") in ("done", "failed")
+
+    wait_for(final, timeout=timeout, what=f"task {task_id} to finish")
+    return last
+
+
+@pytest.fixture(scope="session")
+def wait_done() -> WaitDone:
+    """`wait_done(client, task_id, timeout=30)`: the final status document of a task."""
+    return _wait_done
+
+
+@pytest.fixture(scope="session")
+def row_count(db: Engine) -> Callable[[], int]:
+    def count() -> int:
+        with db.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+
+    return count
