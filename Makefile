@@ -57,7 +57,8 @@ serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
 
 # ---------------------------------------------------------------- checks
 
-test: setup services lint typecheck selfcheck repo-tests ## everything CI checks
+# The capstone's checks come from project/project.mk.
+test: setup services lint typecheck selfcheck repo-tests $(if $(wildcard project/project.mk),project-test) ## everything CI checks
 	@echo "make test: all checks passed"
 
 lint: setup ## ruff lint and format check
