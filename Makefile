@@ -72,9 +72,9 @@ format: setup ## apply ruff's formatting and safe fixes
 typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation on its own
 	$(MYPY) shared tests labs
 	@# Each implementation is its own `app` package, so each gets its own mypy run.
-	@for impl in labs/*/starter labs/*/solution*; do \
+	@for impl in labs/*/*/; do \
 	  [ -d "$$impl/app" ] || continue; \
-	  echo "mypy $$impl"; \
+	  echo "mypy $${impl%/}"; \
 	  (cd "$$impl" && MYPYPATH=$(CURDIR) $(MYPY) --config-file $(CURDIR)/pyproject.toml app) \
 	    || exit 1; \
 	done

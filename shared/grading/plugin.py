@@ -96,9 +96,10 @@ def default_impl(lab_dir: Path) -> Path:
     return solution if solution.is_dir() else lab_dir / "starter"
 
 
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After -k/-m deselection: only the tests that will run are graded entries.
+    config = session.config
+    items = session.items
     state = config.stash[_STATE]
     labs = {lab for item in items if (lab := lab_dir_of(item.path)) is not None}
     if len(labs) > 1:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-STATUS_MARK = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+STATUS_MARK = {
+    "passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP", "not run": "-"
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
