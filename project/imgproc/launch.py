@@ -123,7 +123,10 @@ def start_api(settings: Settings, log_path: Path, *, port: int, timeout: float =
         sys.executable, "-m", "uvicorn", "--factory", "imgproc.main:create_app",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
-    child = Child("api", args, settings_env(settings), log_path).start()
+    env = settings_env(settings)
+    # One API process keeps its metrics in its own registry; multiprocess mode is the worker's.
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    child = Child("api", args, env, log_path).start()
 
     def healthy() -> bool:
         try:

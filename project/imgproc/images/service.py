@@ -139,6 +139,8 @@ def _check_complete(data: bytes, fmt: str) -> None:
 
 def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
     """Return format and size from the header; raise an ImageError for anything unusable."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        _check_complete(data, "WEBP")  # libwebp refuses a cut-off file with a vaguer message
     im = _open(data)
     with im:
         assert im.format is not None  # set by every plugin that opened the file
