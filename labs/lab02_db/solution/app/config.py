@@ -1,0 +1,25 @@
+"""Settings of the items service (environment first, then `.env`)."""
+
+from functools import lru_cache
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """What this app reads from the environment; the service URLs come from the base class."""
+
+    app_name: str = "Items API (lab 2)"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "warning"
+    # Connections kept open per process; requests beyond pool + overflow wait for a free one.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Print every SQL statement (handy while learning, far too loud under load).
+    db_echo: bool = False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings, read once per process."""
+    return Settings()

@@ -1,0 +1,38 @@
+"""Lab 2 fixtures: the server under test runs on a fresh PostgreSQL database.
+
+Before the server starts, `alembic upgrade head` (the implementation's own migrations) creates
+the schema in the run's database; the app never creates tables itself. Tests that walk the
+migrations up and down, or seed 100,000 rows, use databases of their own so the server's data
+stays as the contract tests left it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.testing.server import run_in_impl
+
+
+@pytest.fixture(scope="session")
+def app_env(impl_dir: Path, database_url: str) -> dict[str, str]:
+    env = {"DATABASE_URL": database_url}
+    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        pytest.fail(
+            f"`python -m alembic upgrade head` failed in {impl_dir.name}/, so the server has no "
+            f"table to work with; fix the migrations first:\n{tail}",
+            pytrace=False,
+        )
+    return env
+
+
+@pytest.fixture
+def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
+    """A direct connection to the server's database, to look behind the API's back."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
