@@ -7,6 +7,7 @@ data directory. Processes are started with a bounded wait and stopped at the end
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from imgproc.config import Settings
 from imgproc.db import make_sync_engine
 from imgproc.launch import Child, free_port, start_api, start_worker, wait_for
 from imgproc.migrate import upgrade
+from shared.testing.namespaces import temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +127,33 @@ def row_count(db: Engine) -> Callable[[], int]:
             return int(conn.execute(text("SELECT count(*) FROM jobs")).scalar_one())
 
     return count
+
+
+Isolated = Callable[..., Settings]
+
+
+@pytest.fixture
+def isolated(settings: Settings, run_id: str, tmp_path: Path) -> Iterator[Isolated]:
+    """`isolated(name, **overrides)`: settings with their own database, queue, keys and files.
+
+    For tests that start their own worker or touch job rows directly: the session worker's
+    reconciler must not see (and steal) their jobs, so they get a database of their own.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def make(name: str, **overrides: Any) -> Settings:
+            url = stack.enter_context(
+                temporary_database(settings.database_url, run_id, suffix=f"_{name}")
+            )
+            upgrade(url)
+            update: dict[str, Any] = {
+                "database_url": url,
+                "celery_queue": f"{settings.celery_queue}.{name}",
+                "redis_prefix": f"{settings.redis_prefix}{name}:",
+                "data_dir": tmp_path / name / "data",
+                "worker_metrics_port": 0,
+                "prometheus_multiproc_dir": None,
+            }
+            return settings.model_copy(update={**update, **overrides})
+
+        yield make

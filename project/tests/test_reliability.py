@@ -1,0 +1,281 @@
+"""At-least-once processing: crashes, lost broker data, redeliveries, transient errors."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from PIL import Image
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, text
+
+from imgproc.config import Settings
+from imgproc.images.schemas import GrayscaleParams, Operation
+from imgproc.jobs import repository as repo
+from imgproc.jobs.processor import WorkerContext, backoff_delay, run_job
+from imgproc.jobs.reconciler import reconcile
+from imgproc.jobs.service import request_key
+from imgproc.launch import free_port, running, start_api, start_worker, wait_for
+from imgproc.samples import encode, photo_like
+
+Isolated = Callable[..., Settings]  # the `isolated` fixture
+
+
+def submit_many(base_url: str, count: int, seed: int) -> list[str]:
+    ids = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for i in range(count):
+            data = encode(photo_like(64, 48, seed=seed + i), "PNG")
+            response = client.post("/grayscale", files={"file": ("a.png", data)})
+            assert response.status_code == 202, response.text
+            ids.append(response.json()["task_id"])
+    return ids
+
+
+def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, status, attempts FROM jobs WHERE id = ANY(:ids)"),
+            {"ids": [uuid.UUID(i) for i in ids]},
+        ).all()
+    return {str(r.id): (r.status, r.attempts) for r in rows}
+
+
+def check_results(base_url: str, ids: list[str]) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for task_id in ids:
+            response = client.get(f"/result/{task_id}")
+            assert response.status_code == 200, response.text
+            out = Image.open(io.BytesIO(response.content))
+            assert out.mode == "L" and out.size == (64, 48)
+
+
+def test_worker_sigkilled_mid_job_finishes_after_restart(
+    isolated: Isolated, logs_dir: Path, tmp_path: Path
+) -> None:
+    s = isolated("crash", processing_timeout_seconds=3)
+    slow = s.model_copy(update={"worker_slowdown_seconds": 120})
+    engine = WorkerContext.create(s).engine
+    port = free_port()
+    with running(lambda: start_api(s, logs_dir / "crash-api.log", port=port)):
+        base = f"http://127.0.0.1:{port}"
+        first = start_worker(slow, logs_dir / "crash-worker-1.log", beat_schedule=tmp_path / "b1")
+        try:
+            ids = submit_many(base, 3, seed=100)
+            wait_for(
+                lambda: any(st == "processing" for st, _ in statuses(engine, ids).values()),
+                timeout=20,
+                what="the slow worker to start a job",
+            )
+        finally:
+            first.kill()  # SIGKILL to the whole group: main process and pool child
+        before = statuses(engine, ids)
+        stuck = [i for i, (st, _) in before.items() if st == "processing"]
+        assert len(stuck) == 1 and before[stuck[0]][1] == 1, before
+        second = start_worker(s, logs_dir / "crash-worker-2.log", beat_schedule=tmp_path / "b2")
+        try:
+            wait_for(
+                lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
+                timeout=60,
+                what="every job to finish after the restart",
+                interval=0.25,
+            )
+        finally:
+            second.stop()
+        after = statuses(engine, ids)
+        assert after[stuck[0]] == ("done", 2), "the killed job ran again and finished"
+        assert all(after[i] == ("done", 1) for i in ids if i != stuck[0])
+        check_results(base, ids)
+    engine.dispose()
+
+
+def test_broker_data_lost_reconciler_recovers_every_queued_job(
+    isolated: Isolated, logs_dir: Path, tmp_path: Path
+) -> None:
+    s = isolated("loss", queued_timeout_seconds=2)
+    engine = WorkerContext.create(s).engine
+    port = free_port()
+    client = redis.Redis.from_url(s.redis_url)
+    queue_key = f"{s.redis_prefix}{s.celery_queue}"
+    try:
+        with running(lambda: start_api(s, logs_dir / "loss-api.log", port=port)):
+            base = f"http://127.0.0.1:{port}"
+            ids = submit_many(base, 20, seed=200)  # no worker yet: all wait in the broker
+            assert client.llen(queue_key) == 20
+            # What a Redis restart without persistence leaves: nothing under our prefix.
+            keys = list(client.scan_iter(match=f"{s.redis_prefix}*"))
+            client.delete(*keys)
+            assert client.llen(queue_key) == 0
+            assert all(st == "queued" for st, _ in statuses(engine, ids).values())
+            worker = start_worker(s, logs_dir / "loss-worker.log", beat_schedule=tmp_path / "b")
+            try:
+                wait_for(
+                    lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
+                    timeout=60,
+                    what="the reconciler to re-send every lost job",
+                    interval=0.25,
+                )
+                assert "reconciler_requeued" in worker.log_text()
+            finally:
+                worker.stop()
+            assert all(v == ("done", 1) for v in statuses(engine, ids).values())
+            check_results(base, ids)
+    finally:
+        client.close()
+        engine.dispose()
+
+
+def _new_job(ctx: WorkerContext, seed: int) -> str:
+    data = encode(photo_like(32, 24, seed=seed), "PNG")
+    digest, _ = ctx.store.put(data)
+    params = GrayscaleParams()
+    job_id = uuid.uuid4()
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            repo.insert_job(
+                {
+                    "id": job_id,
+                    "operation": "grayscale",
+                    "params": {},
+                    "status": "queued",
+                    "request_key": request_key(digest, Operation.GRAYSCALE, params),
+                    "input_sha256": digest,
+                    "input_format": "PNG",
+                    "input_bytes": len(data),
+                }
+            )
+        )
+    return str(job_id)
+
+
+def _row(ctx: WorkerContext, job_id: str) -> Any:
+    with ctx.engine.connect() as conn:
+        return conn.execute(repo.select_job(uuid.UUID(job_id))).one()
+
+
+def _retries() -> float:
+    return REGISTRY.get_sample_value("imgproc_job_retries_total", {"operation": "grayscale"}) or 0.0
+
+
+def test_transient_errors_retry_with_backoff_then_give_up(
+    isolated: Isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = isolated("retry", max_attempts=3, retry_backoff_base=2, retry_backoff_max=60)
+    ctx = WorkerContext.create(s)
+    job_id = _new_job(ctx, seed=1)
+    retries_before = _retries()
+
+    def broken_disk(digest: str) -> bytes:
+        raise OSError("disk hiccup")
+
+    monkeypatch.setattr(ctx.store, "get", broken_disk)
+    delays = []
+    for attempt in (1, 2):
+        outcome = run_job(ctx, job_id)
+        assert outcome.name == "retry" and outcome.retry_in is not None
+        delays.append(outcome.retry_in)
+        row = _row(ctx, job_id)
+        assert row.status == "queued" and row.attempts == attempt
+        assert "disk hiccup" in row.error, "the transient error is recorded"
+    assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 4, f"exponential backoff, got {delays}"
+    with ctx.engine.connect() as conn:
+        ahead = conn.execute(
+            text("SELECT enqueued_at > now() FROM jobs WHERE id = :id"), {"id": job_id}
+        ).scalar_one()
+    assert ahead, "the reconciler must wait out the backoff"
+    final = run_job(ctx, job_id)
+    row = _row(ctx, job_id)
+    assert final.name == "failed" and row.status == "failed" and row.attempts == 3
+    assert "gave up after 3 attempts" in row.error and "disk hiccup" in row.error
+    assert _retries() - retries_before == 2
+    ctx.engine.dispose()
+
+
+def test_a_transient_error_then_success(
+    isolated: Isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = isolated("retry_ok", retry_backoff_base=0.1)
+    ctx = WorkerContext.create(s)
+    job_id = _new_job(ctx, seed=2)
+    real_get = ctx.store.get
+    failures = iter([OSError("NFS timeout")])
+
+    def flaky(digest: str) -> bytes:
+        for exc in failures:
+            raise exc
+        return real_get(digest)
+
+    monkeypatch.setattr(ctx.store, "get", flaky)
+    assert run_job(ctx, job_id).name == "retry"
+    assert run_job(ctx, job_id).name == "done"
+    row = _row(ctx, job_id)
+    assert row.status == "done" and row.attempts == 2 and row.error is None
+    assert run_job(ctx, job_id).name == "skipped", "a finished job is never processed again"
+    assert _row(ctx, job_id).attempts == 2
+    ctx.engine.dispose()
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    for attempt, full in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (10, 60.0)]:
+        delay = backoff_delay(attempt, base=1.0, cap=60.0)
+        assert full / 2 <= delay <= full, (attempt, delay)
+
+
+def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -> None:
+    ctx = WorkerContext.create(isolated("claim"))
+    job_id = uuid.UUID(_new_job(ctx, seed=3))
+    with ctx.engine.begin() as conn:
+        first = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
+        second = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
+    assert first is not None and second is None, "only one worker claims a job"
+    with ctx.engine.begin() as conn:  # the first worker stalls past its lease
+        conn.execute(
+            text("UPDATE jobs SET started_at = now() - interval '2 minutes' WHERE id = :id"),
+            {"id": job_id},
+        )
+        taken = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
+    assert taken is not None and taken.attempts == 2, "an expired lease can be taken over"
+    done = dict(sha256="0" * 64, fmt="PNG", width=1, height=1)
+    with ctx.engine.begin() as conn:
+        stale = conn.execute(repo.mark_done(job_id, 1, **done)).first()  # type: ignore[arg-type]
+        fresh = conn.execute(repo.mark_done(job_id, 2, **done)).first()  # type: ignore[arg-type]
+    assert stale is None and fresh is not None, "only the current attempt may finish the job"
+    ctx.engine.dispose()
+
+
+def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated) -> None:
+    s = isolated("reconcile", queued_timeout_seconds=5, processing_timeout_seconds=5, max_attempts=3)
+    ctx = WorkerContext.create(s)
+    fresh, lost, stalled, poison = (_new_job(ctx, seed=10 + i) for i in range(4))
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET enqueued_at = now() - interval '1 minute' WHERE id = :id"),
+            {"id": lost},
+        )
+        for job_id, attempts in ((stalled, 1), (poison, 3)):
+            conn.execute(
+                text(
+                    "UPDATE jobs SET status = 'processing', attempts = :n,"
+                    " started_at = now() - interval '1 minute',"
+                    " enqueued_at = now() - interval '1 minute' WHERE id = :id"
+                ),
+                {"id": job_id, "n": attempts},
+            )
+    sent: list[str] = []
+    counts = reconcile(ctx, sent.append)
+    assert sorted(sent) == sorted([lost, stalled]), "stuck jobs are sent again, fresh ones not"
+    assert counts == {"requeued": 2, "failed": 1}
+    poisoned = _row(ctx, poison)
+    assert poisoned.status == "failed" and "lost 3 times" in poisoned.error
+    assert _row(ctx, fresh).status == "queued"
+    sent.clear()
+    assert reconcile(ctx, sent.append) == {"requeued": 0, "failed": 0}, (
+        "a job just re-sent gets a full timeout before the next re-send"
+    )
+    ctx.engine.dispose()
