@@ -27,7 +27,9 @@ class ServiceError(Exception):
         self.details = details
 
 
-def error_body(code: str, message: str, *, details: Any = None, request_id: str | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, message: str, *, details: Any = None, request_id: str | None = None
+) -> dict[str, Any]:
     """Return the one JSON error shape used by every endpoint."""
     return {
         "error": {"code": code, "message": message, "details": details},

@@ -37,7 +37,9 @@ def _request_id(request: Request) -> str | None:
     return value
 
 
-def _error(request: Request, status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def _error(
+    request: Request, status: int, code: str, message: str, details: Any = None
+) -> JSONResponse:
     return JSONResponse(
         error_body(code, message, details=details, request_id=_request_id(request)),
         status_code=status,

@@ -32,8 +32,9 @@ def encode(im: Image.Image, fmt: str, **kwargs: object) -> bytes:
     return out.getvalue()
 
 
-
-def halves(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]) -> Image.Image:
+def halves(
+    size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]
+) -> Image.Image:
     """An RGB image whose left half is `left` and right half is `right`."""
     im = Image.new("RGB", size, left)
     im.paste(right, (size[0] // 2, 0, size[0], size[1]))

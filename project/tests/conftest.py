@@ -25,7 +25,11 @@ from shared.testing.namespaces import temporary_database
 
 @pytest.fixture(scope="session")
 def settings(
-    database_url: str, redis_url: str, redis_prefix: str, run_id: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     root = tmp_path_factory.mktemp("imgproc")
     return Settings(

@@ -20,13 +20,17 @@ JPEG = encode(photo_like(120, 80, seed=2), "JPEG")
 
 
 def assert_error(response: httpx.Response, status: int, code: str, *words: str) -> None:
-    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    assert response.status_code == status, (
+        f"expected {status}, got {response.status_code}: {response.text}"
+    )
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert set(body) == {"error", "request_id"}, "every error has the same JSON shape"
     assert body["error"]["code"] == code, body
     for word in words:
-        assert word in body["error"]["message"], f"{word!r} should explain: {body['error']['message']}"
+        assert word in body["error"]["message"], (
+            f"{word!r} should explain: {body['error']['message']}"
+        )
 
 
 @pytest.fixture
@@ -39,7 +43,9 @@ def no_trace(settings: Settings, row_count: Callable[[], int]) -> Iterator[None]
     assert store.count() == files, "a rejected request must not leave a stored file"
 
 
-def post(client: httpx.Client, op: str, data: bytes, name: str = "x.jpg", **fields: object) -> httpx.Response:
+def post(
+    client: httpx.Client, op: str, data: bytes, name: str = "x.jpg", /, **fields: object
+) -> httpx.Response:
     return client.post(
         f"/{op}",
         files={"file": (name, data, "image/jpeg")},
@@ -113,9 +119,7 @@ def test_unknown_and_malformed_ids(client: httpx.Client, path: str, status: int,
     assert_error(client.get(path), status, code)
 
 
-def test_result_of_an_unfinished_job_is_409(
-    stack: httpx.Client, wait_done: WaitDone
-) -> None:
+def test_result_of_an_unfinished_job_is_409(stack: httpx.Client, wait_done: WaitDone) -> None:
     # A big PNG takes the worker a moment; the result is asked for at once.
     data = encode(photo_like(1600, 1200, seed=77), "PNG")
     task_id = post(stack, "resize", data, "big.png", width=1599).json()["task_id"]
@@ -155,7 +159,7 @@ def test_oversize_upload_is_refused_from_the_header(small_limit_api: str) -> Non
 
 @pytest.mark.usefixtures("no_trace")
 def test_oversize_chunked_upload_is_cut_off(small_limit_api: str) -> None:
-    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n\r\n"
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n\r\n'
     payload = body + b"\x00" * 300_000 + b"\r\n--b--\r\n"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the server must count as it reads

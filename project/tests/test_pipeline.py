@@ -14,7 +14,6 @@ from celery import Celery
 from PIL import Image, ImageChops
 from sqlalchemy import Engine, text
 
-
 from imgproc.celery_app import PROCESS_TASK
 from imgproc.config import Settings
 from imgproc.launch import Child, wait_for
@@ -24,7 +23,9 @@ RED, BLUE = (230, 20, 20), (20, 20, 230)
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
 
 
-def submit(client: httpx.Client, op: str, data: bytes, name: str = "in.png", **fields: object):
+def submit(
+    client: httpx.Client, op: str, data: bytes, name: str = "in.png", /, **fields: object
+) -> httpx.Response:
     files = {"file": (name, data, "application/octet-stream")}
     return client.post(f"/{op}", files=files, data={k: str(v) for k, v in fields.items()})
 
@@ -90,10 +91,14 @@ def test_identical_request_is_processed_once(
     data = encode(photo_like(90, 60, seed=21), "PNG")
     first = submit(stack, "resize", data, width=30)
     # Same bytes and the same normalized parameters (defaults spelled out), another file name.
-    second = submit(stack, "resize", data, "other.png", width=30, keep_aspect="true", filter="lanczos")
+    second = submit(
+        stack, "resize", data, "other.png", width=30, keep_aspect="true", filter="lanczos"
+    )
     assert first.status_code == 202 and second.status_code == 200, (first.text, second.text)
     assert second.json()["cache_hit"] is True and second.headers["x-cache"] == "HIT"
-    assert second.json()["task_id"] == first.json()["task_id"], "the repeat must answer with the first job"
+    assert second.json()["task_id"] == first.json()["task_id"], (
+        "the repeat must answer with the first job"
+    )
     wait_done(stack, first.json()["task_id"])
     third = submit(stack, "resize", data, width=30)
     assert third.json()["task_id"] == first.json()["task_id"] and third.json()["status"] == "done"
@@ -129,7 +134,9 @@ def test_status_cache_is_invalidated_by_the_worker(
 def test_redelivered_message_does_not_process_a_finished_job_again(
     stack: httpx.Client, settings: Settings, wait_done: WaitDone, db: Engine
 ) -> None:
-    task_id = submit(stack, "grayscale", encode(photo_like(40, 40, seed=9), "PNG")).json()["task_id"]
+    task_id = submit(stack, "grayscale", encode(photo_like(40, 40, seed=9), "PNG")).json()[
+        "task_id"
+    ]
     before = wait_done(stack, task_id)
     app = Celery(set_as_current=False)
     app.conf.update(
@@ -141,7 +148,9 @@ def test_redelivered_message_does_not_process_a_finished_job_again(
             app.send_task(PROCESS_TASK, args=[task_id], queue=settings.celery_queue)
     finally:
         app.close()
-    marker = submit(stack, "grayscale", encode(photo_like(40, 40, seed=10), "PNG")).json()["task_id"]
+    marker = submit(stack, "grayscale", encode(photo_like(40, 40, seed=10), "PNG")).json()[
+        "task_id"
+    ]
     wait_done(stack, marker)  # the queue is FIFO: once this is done, the duplicates were seen
     with db.connect() as conn:
         row = conn.execute(
@@ -195,10 +204,11 @@ def test_many_concurrent_jobs_all_finish(
 
     def all_done() -> bool:
         with db.connect() as conn:
-            return conn.execute(
+            done = conn.execute(
                 text("SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'done'"),
                 {"ids": [uuid.UUID(i) for i in ids]},
-            ).scalar_one() == 200
+            ).scalar_one()
+        return bool(done == 200)
 
     wait_for(all_done, timeout=120, what="all 200 jobs to be done", interval=0.25)
     for i, task_id in submitted:

@@ -241,7 +241,7 @@ def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -
         )
         taken = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
     assert taken is not None and taken.attempts == 2, "an expired lease can be taken over"
-    done = dict(sha256="0" * 64, fmt="PNG", width=1, height=1)
+    done = {"sha256": "0" * 64, "fmt": "PNG", "width": 1, "height": 1}
     with ctx.engine.begin() as conn:
         stale = conn.execute(repo.mark_done(job_id, 1, **done)).first()  # type: ignore[arg-type]
         fresh = conn.execute(repo.mark_done(job_id, 2, **done)).first()  # type: ignore[arg-type]
@@ -250,7 +250,9 @@ def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -
 
 
 def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated) -> None:
-    s = isolated("reconcile", queued_timeout_seconds=5, processing_timeout_seconds=5, max_attempts=3)
+    s = isolated(
+        "reconcile", queued_timeout_seconds=5, processing_timeout_seconds=5, max_attempts=3
+    )
     ctx = WorkerContext.create(s)
     fresh, lost, stalled, poison = (_new_job(ctx, seed=10 + i) for i in range(4))
     with ctx.engine.begin() as conn:

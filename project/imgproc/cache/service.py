@@ -73,7 +73,7 @@ class AsyncCache:
             log.warning("cache_unavailable", op="delete", error=str(exc))
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
 
 class SyncCache:

@@ -34,7 +34,7 @@ async def _redis(state: AppState) -> None:
 async def _broker(state: AppState) -> None:
     def check() -> None:
         with state.publisher.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=_TIMEOUT)
+            conn.ensure_connection(max_retries=1, timeout=int(_TIMEOUT))
 
     await anyio.to_thread.run_sync(check)
 

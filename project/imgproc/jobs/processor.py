@@ -79,7 +79,7 @@ class Outcome:
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     """Exponential backoff with jitter: base * 2^(attempt-1), capped, times 0.5..1."""
-    return min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+    return min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 def publish_status(ctx: WorkerContext, row: Any) -> None:
@@ -111,8 +111,12 @@ def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: 
     error = f"transient error: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
     settings = ctx.settings
     if job.attempts >= settings.max_attempts:
-        return _fail(ctx, job, f"gave up after {job.attempts} attempts; last {error}", operation=operation)
-    delay = backoff_delay(job.attempts, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
+        return _fail(
+            ctx, job, f"gave up after {job.attempts} attempts; last {error}", operation=operation
+        )
+    delay = backoff_delay(
+        job.attempts, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
+    )
     try:
         with ctx.engine.begin() as conn:
             row = conn.execute(
@@ -160,7 +164,9 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
     log.info("job_started")
     if job.attempts > settings.max_attempts:
         return _fail(
-            ctx, job, f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}",
+            ctx,
+            job,
+            f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}",
             operation=operation,
         )
     publish_status(ctx, job)
@@ -205,6 +211,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _retry_or_fail(ctx, job, exc, operation)
     if row is None:
         log.warning("job_lease_lost")  # another worker took over; its outcome stands
+        JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
         return Outcome("skipped")
     elapsed = time.perf_counter() - started
     PROCESSING_SECONDS.labels(operation=operation).observe(elapsed)

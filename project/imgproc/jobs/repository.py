@@ -8,22 +8,22 @@ a worker whose lease expired cannot overwrite the outcome of the worker that too
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, Update, and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy import Select, Table, and_, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
 from imgproc.jobs.models import Job, JobStatus
 
-jobs = Job.__table__
+jobs = cast(Table, Job.__table__)
 
 
 def _seconds_ago(seconds: float) -> Any:
     return func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds)
 
 
-def insert_job(values: dict[str, Any]) -> Insert:
+def insert_job(values: dict[str, Any]) -> Executable:
     """Insert unless a live job with the same request key exists (then return no row)."""
     return (
         insert(jobs)
@@ -40,12 +40,10 @@ def select_job(job_id: uuid.UUID) -> Select[Any]:
 
 
 def select_live_by_request_key(request_key: str) -> Select[Any]:
-    return select(jobs).where(
-        jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED
-    )
+    return select(jobs).where(jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED)
 
 
-def claim(job_id: uuid.UUID, *, lease_seconds: float) -> Update:
+def claim(job_id: uuid.UUID, *, lease_seconds: float) -> Executable:
     """queued -> processing (or take over a processing job whose lease ran out)."""
     return (
         update(jobs)
@@ -79,7 +77,7 @@ def _owned(job_id: uuid.UUID, attempt: int) -> Any:
 
 def mark_done(
     job_id: uuid.UUID, attempt: int, *, sha256: str, fmt: str, width: int, height: int
-) -> Update:
+) -> Executable:
     return (
         update(jobs)
         .where(_owned(job_id, attempt))
@@ -97,7 +95,7 @@ def mark_done(
     )
 
 
-def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Update:
+def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Executable:
     """processing -> failed (attempt=None: any unfinished job, used by the reconciler)."""
     if attempt is None:
         where = and_(
@@ -118,7 +116,7 @@ def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Update
     )
 
 
-def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: float) -> Update:
+def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: float) -> Executable:
     """processing -> queued after a transient error; the reconciler waits out the backoff."""
     return (
         update(jobs)
@@ -133,9 +131,7 @@ def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: flo
     )
 
 
-def take_stuck(
-    *, queued_timeout: float, processing_timeout: float, limit: int
-) -> Executable:
+def take_stuck(*, queued_timeout: float, processing_timeout: float, limit: int) -> Executable:
     """Mark and return jobs with no progress for too long (skipping rows others hold)."""
     stuck = (
         select(jobs.c.id)

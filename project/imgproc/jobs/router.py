@@ -63,6 +63,9 @@ async def _submit(
         state, operation=operation, params=params, data=data, request_id=request_id
     )
     status = submitted.status
+    state.metrics.jobs_submitted.labels(
+        operation=operation.value, deduplicated=str(submitted.cache_hit).lower()
+    ).inc()
     # 202: accepted for processing. An identical earlier request answers at once with 200.
     response.status_code = 200 if submitted.cache_hit else 202
     response.headers["X-Cache"] = "HIT" if submitted.cache_hit else "MISS"

@@ -39,7 +39,7 @@ class TaskStatus(BaseModel):
     output: OutputInfo | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TaskStatus:
+    def from_row(cls, row: Mapping[Any, Any]) -> TaskStatus:
         output = None
         if row["status"] == JobStatus.DONE and row["output_sha256"]:
             output = OutputInfo(

@@ -150,7 +150,10 @@ async def _status_or_none(state: AppState, job_id: uuid.UUID) -> TaskStatus | No
     )
     # NX: a worker may have written a newer status since we read the row; never overwrite it.
     await state.cache.set(
-        state.cache.keys.status(str(job_id)), status.model_dump_json(), ttl=ttl, only_if_missing=True
+        state.cache.keys.status(str(job_id)),
+        status.model_dump_json(),
+        ttl=ttl,
+        only_if_missing=True,
     )
     return status
 
@@ -172,9 +175,7 @@ class ResultFile:
 async def get_result(state: AppState, job_id: uuid.UUID) -> ResultFile:
     status = await get_status(state, job_id)
     if status.status == JobStatus.FAILED:
-        raise JobFailed(
-            f"task {job_id} failed: {status.error}", details={"error": status.error}
-        )
+        raise JobFailed(f"task {job_id} failed: {status.error}", details={"error": status.error})
     if status.status != JobStatus.DONE or status.output is None:
         raise JobNotReady(
             f"task {job_id} is {status.status.value}; poll {status.status_url}",

@@ -41,6 +41,12 @@ REQUEUED = Counter(
     ["status"],
 )
 
+# Series exist from the start (at 0), so a dashboard and an alert see "none yet", not "no data".
+for _operation in ("crop", "grayscale", "resize"):
+    RETRIES.labels(operation=_operation)
+    for _outcome in ("done", "failed", "retry", "skipped"):
+        JOBS_PROCESSED.labels(operation=_operation, outcome=_outcome)
+
 
 class QueueDepthCollector(Collector):
     """Read the broker queue's length at scrape time (a gauge nobody has to keep updated)."""
@@ -67,7 +73,7 @@ def start_worker_metrics_server(settings: Settings) -> None:
         return
     if settings.prometheus_multiproc_dir is not None:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))
+        MultiProcessCollector(registry, path=str(settings.prometheus_multiproc_dir))  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     queue_key = f"{settings.redis_prefix}{settings.celery_queue}"

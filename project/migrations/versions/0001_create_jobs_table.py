@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = '0001'
+revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -21,39 +21,78 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
 
-    op.create_table('jobs',
-    sa.Column('id', sa.UUID(), nullable=False),
-    sa.Column('operation', sa.String(length=16), nullable=False),
-    sa.Column('params', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('request_key', sa.String(length=64), nullable=False),
-    sa.Column('input_sha256', sa.String(length=64), nullable=False),
-    sa.Column('input_format', sa.String(length=8), nullable=False),
-    sa.Column('input_bytes', sa.Integer(), nullable=False),
-    sa.Column('output_sha256', sa.String(length=64), nullable=True),
-    sa.Column('output_format', sa.String(length=8), nullable=True),
-    sa.Column('output_width', sa.Integer(), nullable=True),
-    sa.Column('output_height', sa.Integer(), nullable=True),
-    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('error', sa.Text(), nullable=True),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('enqueued_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint("operation IN ('crop', 'grayscale', 'resize')", name=op.f('ck_jobs_operation_known')),
-    sa.CheckConstraint("status IN ('queued', 'processing', 'done', 'failed')", name=op.f('ck_jobs_status_known')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs'))
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.UUID(), nullable=False),
+        sa.Column("operation", sa.String(length=16), nullable=False),
+        sa.Column("params", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("request_key", sa.String(length=64), nullable=False),
+        sa.Column("input_sha256", sa.String(length=64), nullable=False),
+        sa.Column("input_format", sa.String(length=8), nullable=False),
+        sa.Column("input_bytes", sa.Integer(), nullable=False),
+        sa.Column("output_sha256", sa.String(length=64), nullable=True),
+        sa.Column("output_format", sa.String(length=8), nullable=True),
+        sa.Column("output_width", sa.Integer(), nullable=True),
+        sa.Column("output_height", sa.Integer(), nullable=True),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "enqueued_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "operation IN ('crop', 'grayscale', 'resize')", name=op.f("ck_jobs_operation_known")
+        ),
+        sa.CheckConstraint(
+            "status IN ('queued', 'processing', 'done', 'failed')",
+            name=op.f("ck_jobs_status_known"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
-    op.create_index('ix_jobs_unfinished', 'jobs', ['status', 'enqueued_at'], unique=False, postgresql_where=sa.text("status IN ('queued', 'processing')"))
-    op.create_index('uq_jobs_request_key_live', 'jobs', ['request_key'], unique=True, postgresql_where=sa.text("status <> 'failed'"))
-
+    op.create_index(
+        "ix_jobs_unfinished",
+        "jobs",
+        ["status", "enqueued_at"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('queued', 'processing')"),
+    )
+    op.create_index(
+        "uq_jobs_request_key_live",
+        "jobs",
+        ["request_key"],
+        unique=True,
+        postgresql_where=sa.text("status <> 'failed'"),
+    )
 
 
 def downgrade() -> None:
 
-    op.drop_index('uq_jobs_request_key_live', table_name='jobs', postgresql_where=sa.text("status <> 'failed'"))
-    op.drop_index('ix_jobs_unfinished', table_name='jobs', postgresql_where=sa.text("status IN ('queued', 'processing')"))
-    op.drop_table('jobs')
-
+    op.drop_index(
+        "uq_jobs_request_key_live",
+        table_name="jobs",
+        postgresql_where=sa.text("status <> 'failed'"),
+    )
+    op.drop_index(
+        "ix_jobs_unfinished",
+        table_name="jobs",
+        postgresql_where=sa.text("status IN ('queued', 'processing')"),
+    )
+    op.drop_table("jobs")

@@ -1,0 +1,115 @@
+"""Health, readiness, docs, metrics from API and worker, and the API with its cache down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from imgproc.config import Settings
+from imgproc.launch import Child, free_port, running, start_api
+from imgproc.samples import encode, photo_like
+
+WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def value(
+    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and want <= ls)
+
+
+def test_health_readiness_and_docs(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "broker": "ok"}
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/crop", "/grayscale", "/resize", "/task-status/{task_id}", "/result/{task_id}"} <= set(
+        paths
+    )
+
+
+def test_metrics_from_api_and_worker(
+    stack: httpx.Client, worker: Child, settings: Settings, wait_done: WaitDone
+) -> None:
+    data = encode(photo_like(80, 60, seed=404), "PNG")
+    ids = [
+        stack.post("/resize", files={"file": ("a.png", data)}, data={"width": str(w)}).json()[
+            "task_id"
+        ]
+        for w in (20, 21, 22)
+    ]
+    repeat = stack.post("/resize", files={"file": ("a.png", data)}, data={"width": "20"})
+    assert repeat.json()["cache_hit"] is True
+    for task_id in ids:
+        assert wait_done(stack, task_id)["status"] == "done"
+    assert stack.get("/task-status/00000000-0000-4000-8000-000000000000").status_code == 404
+
+    api = samples(stack.get("/metrics").text)
+    assert value(api, "http_requests_total", handler="/resize", method="POST", status="202") >= 3
+    assert value(api, "http_requests_total", handler="/task-status/{task_id}", status="404") >= 1
+    assert value(api, "http_request_duration_seconds_count", handler="/resize") >= 4
+    assert value(api, "imgproc_cache_requests_total", cache="dedup", result="hit") >= 1
+    assert value(api, "imgproc_cache_requests_total", cache="dedup", result="miss") >= 3
+    assert value(api, "imgproc_jobs_submitted_total", operation="resize", deduplicated="true") >= 1
+
+    url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
+    worker_metrics = samples(httpx.get(url, timeout=5).text)
+    assert (
+        value(worker_metrics, "imgproc_jobs_processed_total", operation="resize", outcome="done")
+        >= 3
+    )
+    assert value(worker_metrics, "imgproc_job_processing_seconds_count", operation="resize") >= 3
+    assert (
+        value(
+            worker_metrics, "imgproc_job_processing_seconds_bucket", operation="resize", le="+Inf"
+        )
+        >= 3
+    )
+    assert (
+        "imgproc_queue_depth",
+        frozenset({("queue", f"{settings.redis_prefix}{settings.celery_queue}")}),
+    ) in worker_metrics
+    retries = ("imgproc_job_retries_total", frozenset({("operation", "resize")}))
+    assert retries in worker_metrics, "the retry counter is exported (from 0) per operation"
+
+
+def test_api_works_from_postgres_with_the_cache_down(
+    worker: Child, settings: Settings, migrated: str, logs_dir: Path, wait_done: WaitDone
+) -> None:
+    # Same database, queue and worker; only the cache points at a port nobody listens on.
+    no_cache = settings.model_copy(update={"cache_url": "redis://127.0.0.1:1/0"})
+    port = free_port()
+    with (
+        running(lambda: start_api(no_cache, logs_dir / "api-nocache.log", port=port)),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        data = encode(photo_like(50, 50, seed=500), "PNG")
+        first = client.post("/grayscale", files={"file": ("a.png", data)})
+        assert first.status_code == 202, first.text
+        second = client.post("/grayscale", files={"file": ("a.png", data)})
+        assert second.json()["task_id"] == first.json()["task_id"], (
+            "without the cache, PostgreSQL's unique request key still de-duplicates"
+        )
+        assert second.json()["cache_hit"] is True
+        status = wait_done(client, first.json()["task_id"])
+        assert status["status"] == "done"
+        assert client.get(f"/result/{status['task_id']}").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "redis" in ready.json()["error"]["message"]
+        metrics = samples(client.get("/metrics").text)
+        assert value(metrics, "imgproc_cache_requests_total", result="error") >= 2
