@@ -13,11 +13,14 @@ from pydantic import Field
 
 from shared.settings import ServiceSettings
 
+# Local state of `make run` / `make demo` (git-ignored); compose mounts a volume instead.
+VAR_DIR = Path(__file__).resolve().parents[1] / "var"
+
 
 class Settings(ServiceSettings):
     """Everything the service can be told from outside; defaults suit a laptop."""
 
-    data_dir: Path = Field(default=Path("var/imgproc"), description="content-addressed files")
+    data_dir: Path = Field(default=VAR_DIR / "data", description="content-addressed files")
     # imgproxy's defaults: 16.8 megapixels and a 20 MB upload.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=16_800_000, ge=1)
@@ -46,6 +49,7 @@ class Settings(ServiceSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     prometheus_multiproc_dir: Path | None = None
+    api_port: int = Field(default=8000, description="port of `make run`")
     log_json: bool = True
     log_level: str = "INFO"
     # Fault injection for the crash test and class demos: sleep this long inside each job.

@@ -14,11 +14,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
-from imgproc.config import Settings
+from imgproc.config import VAR_DIR, Settings
+from imgproc.migrate import upgrade
+from shared.services import ServiceUnavailable, ensure_database, require
+from shared.settings import ServiceSettings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = PROJECT_DIR.parent
@@ -197,3 +202,68 @@ def wait_for(
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    logs: Path
+    children: list[Child]
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # runs the `finally` blocks that stop the children
+
+
+@contextlib.contextmanager
+def service_stack(
+    settings: Settings, *, port: int, concurrency: int, separate_beat: bool, logs: Path
+) -> Iterator[Stack]:
+    """Migrate, start API + worker (+ beat), yield, and stop them all however we leave."""
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        for name in ("PostgreSQL", "Redis"):
+            require(name, ServiceSettings())
+    except ServiceUnavailable as exc:
+        sys.exit(f"{exc}\n(`make services` checks and starts them.)")
+    ensure_database(settings.database_url)
+    upgrade(settings.database_url)
+    logs.mkdir(parents=True, exist_ok=True)
+    children: list[Child] = []
+    try:
+        beat_file = VAR_DIR / "celerybeat-schedule"
+        children.append(
+            start_worker(
+                settings,
+                logs / "worker.log",
+                concurrency=concurrency,
+                beat_schedule=None if separate_beat else beat_file,
+            )
+        )
+        if separate_beat:
+            beat = Child(
+                "beat",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "imgproc.worker",
+                    "beat",
+                    "--loglevel",
+                    "INFO",
+                    "--schedule",
+                    str(beat_file),
+                ],
+                settings_env(settings),
+                logs / "beat.log",
+            ).start()
+            children.append(beat)
+        children.append(start_api(settings, logs / "api.log", port=port))
+        yield Stack(settings, f"http://127.0.0.1:{port}", logs, children)
+    except StartError as exc:
+        sys.exit(str(exc))
+    finally:
+        for child in reversed(children):
+            child.stop()

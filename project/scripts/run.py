@@ -1,0 +1,35 @@
+"""`make run`: API on :8000 (with /docs), worker and beat, until Ctrl-C stops all three."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from imgproc.config import VAR_DIR, Settings
+from imgproc.launch import service_stack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main() -> None:
+    settings = Settings(log_json=False)
+    port = settings.api_port
+    cpus = len(os.sched_getaffinity(0))
+    with service_stack(
+        settings, port=port, concurrency=cpus, separate_beat=True, logs=VAR_DIR / "logs"
+    ) as s:
+        print(f"imgproc is running: API {s.base_url}/docs")
+        print(f"  worker metrics http://127.0.0.1:{settings.worker_metrics_port}/metrics")
+        print(f"  logs in {s.logs} (api.log, worker.log, beat.log); Ctrl-C stops everything")
+        try:
+            while all(c.process is not None and c.process.poll() is None for c in s.children):
+                time.sleep(1)
+            print("a child process exited; stopping the rest", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("\nstopping")
+
+
+if __name__ == "__main__":
+    main()
