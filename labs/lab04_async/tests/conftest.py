@@ -1,0 +1,73 @@
+"""Lab 4 fixtures: the async service, its database and Redis, and the pricing service.
+
+The pricing service (`labs/lab04_async/pricing/`) runs as a real HTTP server of its own for
+the whole run; the server under test finds it through PRICING_URL. Each test steers the
+pricing service through its control API for the items it created (`pricing` fixture), so
+tests never see each other's counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from labs.lab04_async.tests.pricing_control import PricingControl
+from shared.testing.server import AppServer, run_in_impl
+
+# What the tests promise the server (see the handout): short enough to keep grading fast.
+PRICING_TIMEOUT = 1.0
+PRICING_ATTEMPTS = 3
+PRICING_BACKOFF = 0.1
+
+
+@pytest.fixture(scope="session")
+def pricing_server(lab_dir: Path) -> Iterator[AppServer]:
+    """The pricing service, answering at once unless a test's scenario says otherwise."""
+    with AppServer(lab_dir / "pricing", {"LATENCY_MS": "0", "FAILURE_RATE": "0"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def app_env(
+    impl_dir: Path,
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    pricing_server: AppServer,
+) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": redis_prefix,
+        "PRICING_URL": pricing_server.base_url,
+        "PRICING_TIMEOUT": str(PRICING_TIMEOUT),
+        "PRICING_ATTEMPTS": str(PRICING_ATTEMPTS),
+        "PRICING_BACKOFF": str(PRICING_BACKOFF),
+    }
+    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        pytest.fail(
+            f"`python -m alembic upgrade head` failed in {impl_dir.name}/, so the server has no "
+            f"table to work with; fix the migrations first:\n{tail}",
+            pytrace=False,
+        )
+    return env
+
+
+@pytest.fixture
+def pricing(pricing_server: AppServer) -> Iterator[PricingControl]:
+    """The pricing service's control API: scenarios and counters per item."""
+    with httpx.Client(base_url=pricing_server.base_url, timeout=10) as http:
+        yield PricingControl(http)
+
+
+@pytest.fixture
+def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
+    """A direct connection to the server's database, to look behind the API's back."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
