@@ -1,5 +1,8 @@
 """Lab 4 fixtures: the async service, its database and Redis, and the pricing service.
 
+The database is prepared as for lab 3 (migrations, then the same 100,000 seeded rows), so
+lab 3's tests run here unchanged.
+
 The pricing service (`labs/lab04_async/pricing/`) runs as a real HTTP server of its own for
 the whole run; the server under test finds it through PRICING_URL. Each test steers the
 pricing service through its control API for the items it created (`pricing` fixture), so
@@ -14,7 +17,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import redis
 
+from labs.lab03_cache.tests.conftest import SEED_SQL
 from labs.lab04_async.tests.pricing_control import PricingControl
 from shared.testing.server import AppServer, run_in_impl
 
@@ -56,6 +61,9 @@ def app_env(
             f"table to work with; fix the migrations first:\n{tail}",
             pytrace=False,
         )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(SEED_SQL)
+        conn.execute("ANALYZE items")
     return env
 
 
@@ -71,3 +79,13 @@ def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connectio
     """A direct connection to the server's database, to look behind the API's back."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    """A direct connection to the Redis the server caches in (lab 3's tests read it)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
