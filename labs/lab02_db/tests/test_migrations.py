@@ -172,8 +172,15 @@ def migration_walk(impl_dir: Path, url: str) -> Walk:
             if error := alembic(impl_dir, url, *args):
                 walk.errors[label] = error
                 return walk
-            walk.indexes[key] = index_names(conn)
-            walk.plans[key] = explain(conn)
+            try:
+                walk.indexes[key] = index_names(conn)
+                walk.plans[key] = explain(conn)
+            except psycopg.Error as exc:
+                walk.errors[label] = (
+                    f"afterwards the items table cannot be queried ({exc}); each migration "
+                    "must undo only its own change"
+                )
+                return walk
         if error := alembic(impl_dir, url, "downgrade", "base"):
             walk.errors["alembic downgrade base"] = error
             return walk
