@@ -77,7 +77,9 @@ def measure(impl: Path, env: dict[str, str], label: str, seconds: float) -> tupl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    # The reference solution if present (not in the student release), else the starter.
     default = Path(__file__).parent / "solution"
+    default = default if default.is_dir() else default.with_name("starter")
     parser.add_argument("--impl", type=Path, default=default, help="implementation folder")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
