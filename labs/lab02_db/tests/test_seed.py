@@ -62,6 +62,9 @@ def test_seed_fills_the_table_and_reports(seeded: SeedRun) -> None:
 
 @pytest.mark.points(4, task=TASK_SEED)
 def test_seed_rows_look_real(seeded: SeedRun) -> None:
+    assert seeded.returncode == 0, (
+        f"`python -m app.seed --rows {ROWS}` must run first; it said:\n{seeded.output[-300:]}"
+    )
     with psycopg.connect(seeded.url) as conn:
         stats = conn.execute(
             "SELECT count(DISTINCT category), count(DISTINCT price), min(price)::float8, "
