@@ -83,7 +83,7 @@ def index_names(conn: psycopg.Connection) -> list[str]:
 
 def explain(conn: psycopg.Connection) -> dict[str, Any]:
     row = conn.execute(f"EXPLAIN (FORMAT JSON) {FILTER_QUERY}").fetchone()
-    assert row is not None
+    assert row is not None, f"EXPLAIN answered nothing for {FILTER_QUERY}"
     plan: dict[str, Any] = row[0][0]["Plan"]
     return plan
 

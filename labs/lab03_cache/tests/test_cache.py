@@ -87,7 +87,8 @@ def test_item_read_misses_then_hits(client: httpx.Client) -> None:
         f"the first GET of a new item must come from the database (X-Cache: MISS) and answer "
         f"the item: got {cache}, {body}"
     )
-    assert warm(client, f"/items/{item['id']}") == item
+    cached = warm(client, f"/items/{item['id']}")
+    assert cached == item, f"a cached item must be the item itself: expected {item}, got {cached}"
 
 
 @pytest.mark.points(10, task=TASK_READS)
@@ -178,7 +179,8 @@ def test_put_invalidates_the_item(client: httpx.Client, db: psycopg.Connection) 
         "after a PUT, the next GET must come from the database (delete item:<id> after the "
         f"commit): got X-Cache: {cache}, {body}"
     )
-    assert warm(client, url)["price"] == 20.0
+    cached = warm(client, url)
+    assert cached["price"] == 20.0, f"after a PUT, the cache must fill with the new item: {cached}"
 
 
 @pytest.mark.points(5, task=TASK_WRITES)
@@ -328,7 +330,10 @@ def test_api_answers_without_redis(no_redis_server: AppServer) -> None:
             )
         r = down.patch(f"/items/{item['id']}", json={"price": 3.0})
         assert r.status_code == 200, f"PATCH without Redis must answer 200: {show(r)}"
-        assert down.get(f"/items/{item['id']}").json()["price"] == 3.0
+        after = down.get(f"/items/{item['id']}").json()
+        assert after.get("price") == 3.0, (
+            f"without Redis, GET after a PATCH must answer the new price 3.0, got {after}"
+        )
         r = down.delete(f"/items/{item['id']}")
         assert r.status_code == 204, f"DELETE without Redis must answer 204: {show(r)}"
 
