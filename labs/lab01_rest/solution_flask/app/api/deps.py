@@ -28,6 +28,12 @@ def get_repo() -> ItemStore:
 
 def body(model: type[M]) -> M:
     """Parse the JSON body into `model`, or raise a 422."""
+    if not request.is_json:
+        # As FastAPI does: a body that is not declared as JSON is not read as JSON.
+        raise RequestValidationError(
+            [{"type": "model_attributes_type", "loc": ["body"],
+              "msg": "the request body must be JSON (Content-Type: application/json)"}]
+        )  # fmt: skip
     try:
         return model.model_validate_json(request.get_data())
     except ValidationError as exc:
@@ -52,7 +58,8 @@ def path_int(name: str, raw: str) -> int:
 
 def _errors(exc: ValidationError, *prefix: str) -> list[dict[str, Any]]:
     # exc.json() turns anything unserialisable in an error's context into text.
-    errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False))
+    # The bad input is not echoed: it may be bytes that are not UTF-8, or a NaN (invalid JSON).
+    errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False, include_input=False))
     for error in errors:
         error["loc"] = [*prefix, *error["loc"]]
     return errors
