@@ -87,3 +87,15 @@ def test_pricing_latency_applies_to_the_first_slow_times_requests(
     stats = pricing.stats(item_id)
     assert stats["stock"]["attempts"] == 2, stats
     assert stats["stock"]["arrivals_ms"][1] >= 250, stats
+
+
+def test_pricing_does_not_count_a_client_that_hung_up(pricing: PricingControl) -> None:
+    item_id = new_id()
+    pricing.scenario(item_id, hold=True)
+    try:
+        pricing.http.get(f"/stock/{item_id}", timeout=0.3)
+        raise AssertionError("a held request must not answer before the release")
+    except httpx.TimeoutException:
+        pass  # httpx closed the connection: the pricing service must notice
+    ok, stats = pricing.wait_until(item_id, lambda s: s["stock"]["abandoned"] == 1)
+    assert ok and stats["in_flight"] == 0 and stats["held"] == 0, stats

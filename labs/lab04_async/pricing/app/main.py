@@ -24,7 +24,7 @@ from fastapi import FastAPI, HTTPException, Query, Request, status
 from pydantic import BaseModel
 
 from app.config import Settings, get_settings
-from app.state import Endpoint, ItemView, Registry, Scenario, TotalsView
+from app.state import Endpoint, ItemState, ItemView, Registry, Scenario, TotalsView
 
 LatencyQuery = Annotated[int | None, Query(ge=0, le=60_000, description="delay in ms")]
 FailRateQuery = Annotated[float | None, Query(ge=0, le=1, description="share of 503 answers")]
@@ -75,8 +75,9 @@ async def behave(
         if scenario.hold:
             state.held += 1
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(state.released.wait(), settings.hold_timeout_s)
+                if not await hold(request, state, settings.hold_timeout_s):
+                    counters.abandoned += 1
+                    return  # nobody is waiting for this answer any more
             finally:
                 state.held -= 1
         delay = settings.latency_ms if latency_ms is None else latency_ms
@@ -98,6 +99,21 @@ async def behave(
     finally:
         for c in (counters, state.both, registry.totals):
             c.in_flight -= 1
+
+
+async def hold(request: Request, state: ItemState, timeout: float) -> bool:
+    """Wait until the item is released; False if the client hung up first.
+
+    A client that gave up (its timeout) closes the connection: it no longer counts as in
+    flight, so `in_flight` counts only requests somebody still waits for.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not state.released.is_set() and asyncio.get_running_loop().time() < deadline:
+        if await request.is_disconnected():
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.released.wait(), 0.05)
+    return True
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -39,6 +39,7 @@ class EndpointView(BaseModel):
     max_in_flight: int
     answered: int
     failed: int
+    abandoned: int  # held requests whose client hung up before the release
 
 
 class ItemView(BaseModel):
@@ -70,6 +71,7 @@ class Counters:
     max_in_flight: int = 0
     answered: int = 0
     failed: int = 0
+    abandoned: int = 0
 
     def arrive(self) -> int:
         """Count an attempt; return its number (1 for the first)."""
@@ -91,6 +93,7 @@ class Counters:
             max_in_flight=self.max_in_flight,
             answered=self.answered,
             failed=self.failed,
+            abandoned=self.abandoned,
         )
 
 

@@ -44,8 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pricing = PricingClient(http, policy)
             yield
         await engine.dispose()  # close the pooled connections on shutdown
-        # aclose() is redis-py 5's name; the types-redis stubs only know the older close().
-        await cache.client.aclose()  # type: ignore[attr-defined]
+        await cache.close()
 
     app = FastAPI(title=settings.app_name, version="4.0.0", lifespan=lifespan)
     app.state.settings = settings

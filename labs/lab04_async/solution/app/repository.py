@@ -1,4 +1,8 @@
-"""Items in PostgreSQL, async: lab 3's functions over an AsyncSession, each query awaited.
+"""Items in PostgreSQL, async: lab 3's functions over an AsyncSession.
+
+What changed from lab 3: `await` before every call that reaches the database
+(`session.get/scalar/scalars/execute/commit/rollback`), and a unique violation is recognised
+by its SQLSTATE, because asyncpg raises its own exception classes, not psycopg's.
 
 Every function takes the request's session and its data as keyword arguments, so the routes
 kept their shape. Each write is one statement with `RETURNING` (the database says what it
@@ -80,7 +84,18 @@ async def delete_item(*, session: AsyncSession, item_id: int) -> None:
 
 
 async def item_stats(*, session: AsyncSession) -> ItemStats:
-    """Count the items and summarise their prices per category (the expensive query).
+    """Count the items and summarise their prices per category (the expensive query)."""
+    rows = await session.execute(_stats_statement())
+    categories = [_category_stats(*row) for row in rows]
+    return ItemStats(
+        total=sum(c.count for c in categories),
+        categories=categories,
+        computed_at=dt.datetime.now(dt.UTC),
+    )
+
+
+def _stats_statement() -> Any:
+    """One SELECT ... GROUP BY category: count, min, max, avg and percentiles of the prices.
 
     percentile_cont sorts every category's prices: on 100,000 rows this reads and sorts the
     whole table, which is exactly what the cache is for.
@@ -90,7 +105,7 @@ async def item_stats(*, session: AsyncSession) -> ItemStats:
     def percentile(fraction: float) -> Any:
         return func.percentile_cont(fraction).within_group(price)
 
-    statement = (
+    return (
         select(
             ItemRow.category,
             func.count(),
@@ -104,23 +119,22 @@ async def item_stats(*, session: AsyncSession) -> ItemStats:
         .group_by(ItemRow.category)
         .order_by(ItemRow.category.asc().nulls_last())
     )
-    categories = [
-        CategoryStats(
-            category=category,
-            count=count,
-            min_price=_money(low),
-            max_price=_money(high),
-            avg_price=_money(avg),
-            p50_price=_money(p50),
-            p90_price=_money(p90),
-            p99_price=_money(p99),
-        )
-        for category, count, low, high, avg, p50, p90, p99 in await session.execute(statement)
-    ]
-    return ItemStats(
-        total=sum(c.count for c in categories),
-        categories=categories,
-        computed_at=dt.datetime.now(dt.UTC),
+
+
+def _category_stats(
+    category: str | None, count: int, low: Any, high: Any, avg: Any, *percentiles: Any
+) -> CategoryStats:
+    """One row of `_stats_statement()` as the API's model."""
+    p50, p90, p99 = percentiles
+    return CategoryStats(
+        category=category,
+        count=count,
+        min_price=_money(low),
+        max_price=_money(high),
+        avg_price=_money(avg),
+        p50_price=_money(p50),
+        p90_price=_money(p90),
+        p99_price=_money(p99),
     )
 
 

@@ -1,0 +1,45 @@
+"""Settings of the items service (environment first, then `.env`)."""
+
+from functools import lru_cache
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """What this app reads from the environment; the service URLs come from the base class."""
+
+    app_name: str = "Items API (lab 4)"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "warning"
+    # Connections kept open per process; requests beyond pool + overflow wait for a free one.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Print every SQL statement (handy while learning, far too loud under load).
+    db_echo: bool = False
+    # Cache: off only to measure what it buys (bench.py); every key expires (seconds).
+    cache_enabled: bool = True
+    cache_item_ttl: int = 300
+    cache_list_ttl: int = 30
+    cache_stats_ttl: int = 60
+    # How long one computation of the stats may hold the stampede lock (then it expires).
+    cache_lock_ms: int = 10_000
+    # After Redis fails, skip it for this long instead of paying a timeout on every request.
+    cache_retry_seconds: float = 5.0
+    # The pricing service: where it is, how long one attempt may take (seconds), how many
+    # attempts a call makes in all, and the pause before the first retry (doubled each time).
+    pricing_url: str = "http://127.0.0.1:8001"
+    pricing_timeout: float = Field(default=1.0, gt=0, le=60)
+    pricing_attempts: int = Field(default=3, ge=1, le=10)
+    pricing_backoff: float = Field(default=0.1, ge=0, le=10)
+    # Connections to the pricing service at once. Each quote holds two while it waits, so
+    # this caps the quotes in flight: keep it above the concurrency you expect.
+    pricing_max_connections: int = Field(default=500, ge=1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the settings, read once per process."""
+    return Settings()

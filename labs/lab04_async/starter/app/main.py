@@ -1,0 +1,60 @@
+"""Build the FastAPI app: `create_app()` for tests and tools, `app` for the server."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from app.api.routes import health, items, quote
+from app.cache import make_cache
+from app.config import Settings, get_settings
+from app.db import make_engine, make_session_factory
+from app.errors import install_error_handlers
+from app.pricing import PricingClient, RetryPolicy
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Return a new app on DATABASE_URL (migrated with Alembic), cached in REDIS_URL, that
+    asks PRICING_URL for prices."""
+    settings = settings or get_settings()
+    engine = make_engine(settings)
+    cache = make_cache(
+        settings.redis_url,
+        settings.redis_prefix,
+        enabled=settings.cache_enabled,
+        lock_ms=settings.cache_lock_ms,
+        retry_seconds=settings.cache_retry_seconds,
+    )
+    policy = RetryPolicy(
+        attempts=settings.pricing_attempts,
+        timeout=settings.pricing_timeout,
+        backoff=settings.pricing_backoff,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One HTTP client for the whole process, opened on the event loop that uses it: its
+        # pool keeps connections to the pricing service open between requests.
+        limits = httpx.Limits(
+            max_connections=settings.pricing_max_connections,
+            max_keepalive_connections=settings.pricing_max_connections,
+        )
+        async with httpx.AsyncClient(base_url=settings.pricing_url, limits=limits) as http:
+            app.state.pricing = PricingClient(http, policy)
+            yield
+        await engine.dispose()  # close the pooled connections on shutdown
+        await cache.close()
+
+    app = FastAPI(title=settings.app_name, version="4.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.session_factory = make_session_factory(engine)
+    app.state.cache = cache
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(quote.router)
+    app.include_router(items.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,76 @@
+"""The client of the pricing service: every call has a timeout and a bounded retry.
+
+A call to another service over the network can fail in three ways: it cannot connect, it
+gets no answer in time, or it gets an error answer. The first two and a 5xx are often
+temporary (a restart, a short overload), so we try again after a pause that doubles each
+time; a 4xx will not change on a retry. The number of attempts is bounded, so that a dead
+service costs a client at most `attempts * timeout + pauses` seconds, then a clear 503.
+"""
+
+import random
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class PriceAnswer(BaseModel):
+    """What GET /price/{item_id} of the pricing service answers."""
+
+    item_id: int
+    discount: float
+    price: float
+
+
+class StockAnswer(BaseModel):
+    """What GET /stock/{item_id} of the pricing service answers."""
+
+    item_id: int
+    available: int
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # in all, the first one included
+    timeout: float = 1.0  # seconds for one attempt, connecting included
+    backoff: float = 0.1  # seconds before the first retry, doubled before each next one
+
+    def pause(self, failed: int) -> float:
+        """Seconds to wait after the `failed`-th failed attempt."""
+        # +-20 % jitter: clients that failed together do not all retry at the same instant.
+        return self.backoff * 2.0 ** (failed - 1) * random.uniform(0.8, 1.2)
+
+
+class PricingClient:
+    """Calls the pricing service through one shared httpx.AsyncClient (one connection pool)."""
+
+    def __init__(self, http: httpx.AsyncClient, policy: RetryPolicy) -> None:
+        self.http = http
+        self.policy = policy
+
+    async def price(self, item_id: int, base_price: float) -> PriceAnswer:
+        """Return the price the pricing service quotes for the item."""
+        params = {"base_price": base_price}
+        return await self._get(f"/price/{item_id}", params, PriceAnswer, f"price of item {item_id}")
+
+    async def stock(self, item_id: int) -> StockAnswer:
+        """Return how many pieces of the item are available."""
+        return await self._get(f"/stock/{item_id}", {}, StockAnswer, f"stock of item {item_id}")
+
+    async def _get(self, path: str, params: dict[str, Any], model: type[Model], what: str) -> Model:
+        """GET `path` from the pricing service and return its answer parsed as `model`.
+
+        At most `self.policy.attempts` attempts, each bounded by `self.policy.timeout`
+        seconds; before retry number n wait `self.policy.pause(n)` (await asyncio.sleep).
+        Retry after a timeout, a connection error (httpx.TransportError) or a 5xx answer;
+        not after a 4xx (the request itself is wrong). When no attempt succeeds, raise
+        PricingUnavailableError with a message that says what failed: the API answers 503.
+        """
+        # TODO(lab 4): the loop above. One attempt:
+        #     async with asyncio.timeout(self.policy.timeout):
+        #         response = await self.http.get(path, params=params)
+        # then `model.model_validate_json(response.content)` for a 2xx answer.
+        raise NotImplementedError(f"TODO(lab 4): call the pricing service for the {what}")
