@@ -1,33 +1,25 @@
-# Capstone targets (project/). Included by the root Makefile, which defines PY, `setup` and
-# `services`; every command runs from the repository root.
+# Capstone targets (project/), included by the root Makefile, which defines PY, `setup` and
+# `services`. Every command runs from the repository root.
 
 PY ?= .venv/bin/python
-IMGPROC = PYTHONPATH=project:. $(PY)
+IMGPROC := PYTHONPATH=project:. $(PY)
 
-.PHONY: demo run bench-project project-test project-migrate project-lint
+.PHONY: demo run bench-project project-test project-typecheck project-migrate
 
-## demo: migrate, start API + worker, process sample images, print a table, stop everything
-demo: setup services
+demo: setup services ## capstone: start it, process sample images, print a table, stop it
 	$(IMGPROC) project/scripts/demo.py
 
-## run: API on :8000 (/docs), worker and beat until Ctrl-C
-run: setup services
+run: setup services ## capstone: API on :8000 (/docs), worker and beat until Ctrl-C
 	$(IMGPROC) project/scripts/run.py
 
-## bench-project: pipeline vs plain Pillow, locust on the submit path, cache hit vs miss
-bench-project: setup services
-	$(IMGPROC) project/bench/bench.py
+bench-project: setup services ## capstone: pipeline vs plain Pillow, locust, cache hit vs miss
+	$(IMGPROC) project/bench/bench.py $(ARGS)
 
-## project-test: the capstone's tests (real PostgreSQL, Redis and Celery worker processes)
-project-test: setup services
-	$(IMGPROC) -m pytest project/tests
+project-test: setup services project-typecheck ## capstone: mypy and tests (real services)
+	$(IMGPROC) -m pytest project/tests -p no:cacheprovider $(ARGS)
 
-## project-migrate: apply the Alembic migrations to DATABASE_URL
-project-migrate:
+project-typecheck: setup ## capstone: mypy (strict) over its code, tests, scripts and bench
+	$(PY) -m mypy project/imgproc project/tests project/scripts project/bench
+
+project-migrate: setup ## capstone: apply the Alembic migrations to DATABASE_URL
 	$(IMGPROC) -m imgproc.migrate
-
-## project-lint: ruff and mypy over the capstone
-project-lint:
-	.venv/bin/ruff check project
-	.venv/bin/ruff format --check project
-	.venv/bin/mypy project/imgproc project/tests project/scripts project/bench
