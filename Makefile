@@ -10,7 +10,8 @@ MYPY := $(CURDIR)/$(VENV)/bin/mypy
 RUFF := $(VENV)/bin/ruff
 # uv installs the locked dependencies; `pip install uv` brings it to a fresh machine.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-PYTEST_GRADE := -p no:cacheprovider -q --no-header --tb=line -rN
+# The score table carries each failure's message; tracebacks would bury it.
+PYTEST_GRADE := -p no:cacheprovider -q --no-header --tb=no -rN
 
 # lab_dir(N): the folder of lab N (labs/lab0N_*), empty if there is none.
 lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
@@ -38,9 +39,9 @@ services: setup ## make sure PostgreSQL, Redis and RabbitMQ answer (starts conta
 
 # make lab-3              grade lab 3 (its solution/ if present, else starter/)
 # make lab-3 IMPL=path    grade another implementation folder
-lab-%: setup ## grade lab N and print the score table (IMPL=folder to grade another one)
+lab-%: setup ## make lab-N: grade lab N, print the score table (IMPL=folder: grade another)
 	@dir="$(call lab_dir,$*)"; \
-	if [ -z "$$dir" ] || [ ! -d "$$dir/tests" ]; then \
+	if [ -z "$$dir" ] || [ ! -d "$$dir/tests" ] || [ ! -d "$$dir/starter" ]; then \
 	  echo "lab $* is not available yet"; exit 1; fi; \
 	$(PY) -m pytest "$$dir/tests" $(if $(IMPL),--impl "$(IMPL)") $(PYTEST_GRADE) $(ARGS)
 
@@ -53,7 +54,8 @@ serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
 	if [ -z "$$impl" ]; then impl="$$dir/solution"; [ -d "$$impl" ] || impl="$$dir/starter"; fi; \
 	[ "$(LAB)" -le 1 ] || $(PY) -m shared.services; \
 	echo "serving $$impl on http://127.0.0.1:$${PORT:-8000}/docs (Ctrl+C to stop)"; \
-	cd "$$impl" && PORT=$${PORT:-8000} PYTHONPATH="$$PWD:$(CURDIR)" $(CURDIR)/$(PY) -m app
+	cd "$$impl" && LOG_LEVEL=$${LOG_LEVEL:-info} PORT=$${PORT:-8000} \
+	  PYTHONPATH="$$PWD:$(CURDIR)" $(CURDIR)/$(PY) -m app
 
 # ---------------------------------------------------------------- checks
 

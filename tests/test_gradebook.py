@@ -50,6 +50,9 @@ def test_gradebook_gives_full_zero_and_partial_scores(tmp_path: Path):
     assert float(rows["dave"]["lab01_rest"]) == full
     assert "tests differ" in rows["dave"]["notes"] and not rows["alice"]["notes"]
     assert "ships tests that differ" in proc.stderr
-    results = json.loads((out / "carol" / "results.json").read_text())
+    results = json.loads((out / "carol" / "lab01_rest" / "results.json").read_text())
     assert results["score"] == float(rows["carol"]["total"])
+    assert results["max_score"] == full and results["visibility"] == "visible"
     assert any(t["status"] == "failed" for t in results["tests"])
+    combined = json.loads((out / "carol" / "results.json").read_text())
+    assert combined["score"] == results["score"]

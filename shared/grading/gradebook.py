@@ -5,8 +5,9 @@
 SUBMISSIONS has one folder per student, each shaped like the repo's `labs/`
 (`SUBMISSIONS/alice/lab01_rest/starter/app/...`). Each (student, lab) is graded in its own
 pytest process with our tests (never the submission's copy), its own database and Redis prefix,
-and a per-test timeout. Writes `gradebook.csv` (a row per student, a column per lab, a total)
-and `<student>/results.json` (Gradescope format) under --out. A submission whose copy of our
+and a per-test timeout. Writes under --out `gradebook.csv` (a row per student, a column per
+lab, a total), `<student>/<lab>/results.json` (Gradescope format, one per assignment) and
+`<student>/results.json` (all graded labs together). A submission whose copy of our
 tests differs from ours is reported, not failed: the tests that ran are ours either way.
 """
 
@@ -119,6 +120,36 @@ def _max_score(lab: Path) -> float:
     return _MAX[lab.name]
 
 
+def _gradescope(grades: list[LabGrade]) -> dict[str, Any]:
+    tests = []
+    for g in grades:
+        prefix = f"{g.lab}: " if len(grades) > 1 else ""
+        tests += [{**t, "name": f"{prefix}{t['name']}"} for t in g.tests]
+    for number, t in enumerate(tests, start=1):
+        t["number"] = str(number)
+    return {
+        "score": sum(g.score for g in grades),
+        "max_score": sum(g.max_score for g in grades),
+        "execution_time": round(sum(g.seconds for g in grades), 2),
+        "output": "\n".join(
+            f"{g.lab}: {g.score:g}/{g.max_score:g} {g.note}".rstrip() for g in grades
+        ),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+def unexpected_folders(student_dir: Path, labs: list[Path]) -> list[str]:
+    """Folders in a submission that match none of our labs (e.g. `lab1/` for `lab01_rest/`)."""
+    known = {lab.name for lab in labs}
+    return sorted(
+        p.name
+        for p in student_dir.iterdir()
+        if p.is_dir() and p.name not in known and not p.name.startswith(".")
+    )
+
+
 def write_outputs(out: Path, grades: list[LabGrade], labs: list[Path]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     students = sorted({g.student for g in grades})
@@ -146,21 +177,12 @@ def write_outputs(out: Path, grades: list[LabGrade], labs: list[Path]) -> Path:
             )
     for student in students:
         row = [by_key[(student, lab.name)] for lab in labs]
-        tests = []
         for g in row:
-            for t in g.tests:
-                tests.append({**t, "name": f"{g.lab}: {t['name']}"})
-        for number, t in enumerate(tests, start=1):
-            t["number"] = str(number)
-        result = {
-            "score": sum(g.score for g in row),
-            "max_score": sum(g.max_score for g in row),
-            "execution_time": round(sum(g.seconds for g in row), 2),
-            "output": "\n".join(f"{g.lab}: {g.score:g}/{g.max_score:g} {g.note}" for g in row),
-            "tests": tests,
-        }
-        (out / student).mkdir(exist_ok=True)
-        (out / student / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+            (out / student / g.lab).mkdir(parents=True, exist_ok=True)
+            (out / student / g.lab / "results.json").write_text(
+                json.dumps(_gradescope([g]), indent=2) + "\n"
+            )
+        (out / student / "results.json").write_text(json.dumps(_gradescope(row), indent=2) + "\n")
     return book
 
 
@@ -169,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submissions", type=Path)
     parser.add_argument("--labs", nargs="*", type=int, help="lab numbers (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="default: SUBMISSIONS/_grades")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds per test")
+    # Generous: the first test of a lab also pays for its session set-up (migrations, seeding).
+    parser.add_argument("--timeout", type=float, default=180, help="seconds per test")
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     args = parser.parse_args(argv)
 
@@ -177,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     students = sorted(
         p for p in args.submissions.iterdir() if p.is_dir() and not p.name.startswith("_")
     )
-    labs = lab_dirs(args.labs)
+    labs = [lab for lab in lab_dirs(args.labs) if (lab / "starter").is_dir()]
     if not students or not labs:
         console.print(f"nothing to grade: {len(students)} students, {len(labs)} labs")
         return 1
@@ -206,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(g.score for g in row):g}",
         )
     Console().print(table)
+    for s in students:
+        if extra := unexpected_folders(s, labs):
+            console.print(
+                f"[yellow]note[/]: {s.name} has folders that match no lab: {', '.join(extra)} "
+                f"(expected names like {labs[0].name})"
+            )
     for g in sorted(grades, key=lambda g: (g.student, g.lab)):
         if g.tests_differ:
             console.print(

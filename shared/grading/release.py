@@ -80,9 +80,23 @@ def strip_hidden(source: str) -> tuple[str | None, int]:
     return "".join(lines), len(spans)
 
 
+def unfinished_lab(path: Path, root: Path) -> bool:
+    """A lab without a starter is still being written: students get it in a later release."""
+    parts = path.parts
+    return (
+        len(parts) >= 2
+        and parts[0] == "labs"
+        and not (root / "labs" / parts[1] / "starter").is_dir()
+    )
+
+
 def make_release(out: Path, root: Path = REPO_ROOT) -> tuple[int, int]:
     """Write the release to `out`; return (files copied, hidden tests removed)."""
-    files = [p for p in tracked_files(root) if not is_solution(p) and (root / p).is_file()]
+    files = [
+        p
+        for p in tracked_files(root)
+        if not is_solution(p) and not unfinished_lab(p, root) and (root / p).is_file()
+    ]
     removed = 0
     touched: list[Path] = []
     for rel in files:

@@ -97,6 +97,12 @@ class RunResult:
             previous_task = row[0]
             lines.append(fmt(shown))
         passed = sum(t.status == "passed" for t in self.tests)
+        failed = [t for t in self.tests if t.status != "passed" and not t.hidden]
+        if failed:
+            lines.append("")
+            impl = f" --impl {self.impl}" if self.impl else ""
+            command = f".venv/bin/pytest labs/{self.lab}{impl} -k {failed[0].name}"
+            lines.append(f"Details of a failure (the traceback): {command}")
         lines.append("")
         lines.append(
             f"TOTAL {self.score:g} / {self.max_score:g} points "
