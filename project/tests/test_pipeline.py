@@ -18,6 +18,7 @@ from imgproc.celery_app import PROCESS_TASK
 from imgproc.config import Settings
 from imgproc.launch import Child, wait_for
 from imgproc.samples import encode, halves, jpeg_with_orientation, photo_like
+from imgproc.storage.service import ContentStore
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
@@ -221,3 +222,16 @@ def test_many_concurrent_jobs_all_finish(
         else:
             assert pixel == colours[i], f"job {i} ({ops[i % 3]}) must keep its colour"
             assert out.size == ((16, 8) if ops[i % 3] == "crop" else (24, 16))
+
+
+def test_missing_result_file_is_a_clear_server_error(
+    stack: httpx.Client, settings: Settings, wait_done: WaitDone
+) -> None:
+    task_id = submit(stack, "grayscale", encode(photo_like(30, 20, seed=77), "PNG")).json()[
+        "task_id"
+    ]
+    status = wait_done(stack, task_id)
+    ContentStore(settings.data_dir).delete(status["output"]["sha256"])  # a lost data volume
+    response = stack.get(f"/result/{task_id}")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "result_missing"

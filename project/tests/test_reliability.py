@@ -281,3 +281,15 @@ def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated)
         "a job just re-sent gets a full timeout before the next re-send"
     )
     ctx.engine.dispose()
+
+
+def test_database_down_at_claim_is_a_retry(settings: Settings) -> None:
+    down = settings.model_copy(
+        update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere", "max_attempts": 3}
+    )
+    ctx = WorkerContext.create(down)
+    outcome = run_job(ctx, str(uuid.uuid4()))
+    assert outcome.name == "retry" and outcome.retry_in is not None, (
+        "a database that does not answer is transient: the message must be retried, not dropped"
+    )
+    ctx.engine.dispose()

@@ -18,3 +18,10 @@ class JobNotReady(ServiceError):
 class JobFailed(ServiceError):
     status_code = 410
     code = "task_failed"
+
+
+class ResultMissing(ServiceError):
+    """The job is done but its file is gone (a lost data volume): an operator's problem."""
+
+    status_code = 500
+    code = "result_missing"

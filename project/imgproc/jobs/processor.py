@@ -141,10 +141,16 @@ def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
         log.error("job_id_malformed", job_id=job_id)
         return Outcome("skipped")
     settings = ctx.settings
-    with ctx.engine.begin() as conn:
-        job = conn.execute(
-            repo.claim(uid, lease_seconds=settings.processing_timeout_seconds)
-        ).first()
+    try:
+        with ctx.engine.begin() as conn:
+            job = conn.execute(
+                repo.claim(uid, lease_seconds=settings.processing_timeout_seconds)
+            ).first()
+    except TRANSIENT_ERRORS as exc:
+        # Nothing was claimed, so nothing to release: just try this message again later.
+        delay = backoff_delay(1, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
+        log.warning("job_claim_failed", job_id=job_id, error=str(exc), retry_in=round(delay, 3))
+        return Outcome("retry", retry_in=delay)
     if job is None:
         # Already finished, or another worker holds a live lease: a redelivery, not work.
         log.info("job_not_claimed", job_id=job_id)

@@ -15,7 +15,7 @@ from imgproc.images.exceptions import UnsupportedImage, UploadTooLarge
 from imgproc.images.schemas import Operation, OperationParams, canonical_params
 from imgproc.images.service import MEDIA_TYPES, ImageInfo, check_params, inspect_image
 from imgproc.jobs import repository as repo
-from imgproc.jobs.exceptions import JobFailed, JobNotFound, JobNotReady
+from imgproc.jobs.exceptions import JobFailed, JobNotFound, JobNotReady, ResultMissing
 from imgproc.jobs.models import FINAL_STATUSES, JobStatus
 from imgproc.jobs.schemas import TaskStatus
 from imgproc.storage.service import sha256_hex
@@ -183,8 +183,11 @@ async def get_result(state: AppState, job_id: uuid.UUID) -> ResultFile:
         )
     ext = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
     media_type = MEDIA_TYPES[status.output.format]
+    path = state.store.path_for(status.output.sha256)
+    if not path.exists():
+        raise ResultMissing(f"task {job_id} is done but its result file is missing")
     return ResultFile(
-        path=state.store.path_for(status.output.sha256),
+        path=path,
         media_type=media_type,
         filename=f"{job_id}.{ext[media_type]}",
     )
