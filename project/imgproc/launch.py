@@ -88,6 +88,14 @@ class Child:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def wait_until(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Wait for `ready()`; on any failure (timeout, exit, Ctrl-C) stop the child first."""
+        try:
+            self._wait_until(ready, timeout=timeout, what=what)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -98,7 +106,6 @@ class Child:
             if ready():
                 return
             time.sleep(0.1)
-        self.stop()
         raise StartError(
             f"{self.name} did not get {what} within {timeout:.0f}s.\n"
             f"Its log ({self.log_path}):\n{self.log_tail()}"
@@ -227,6 +234,9 @@ def service_stack(
             require(name, ServiceSettings())
     except ServiceUnavailable as exc:
         sys.exit(f"{exc}\n(`make services` checks and starts them.)")
+    if settings.prometheus_multiproc_dir is None:
+        # Prefork children count jobs; multiprocess mode lets the main process serve their sum.
+        settings = settings.model_copy(update={"prometheus_multiproc_dir": VAR_DIR / "prometheus"})
     ensure_database(settings.database_url)
     upgrade(settings.database_url)
     logs.mkdir(parents=True, exist_ok=True)

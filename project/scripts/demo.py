@@ -98,7 +98,7 @@ def finish(client: httpx.Client, row: Row) -> None:
 
 
 def main() -> None:
-    console = Console(width=max(100, Console().width))
+    console = Console(width=max(110, Console().width))
     settings = Settings(worker_metrics_port=free_port(), log_level="WARNING")
     seed = random.randrange(1_000_000)  # new images each run, so the first pass is real work
     photo = photo_like(1920, 1080, seed=seed)
