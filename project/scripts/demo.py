@@ -153,11 +153,7 @@ def main() -> None:
             else f"{row.total_ms:.0f} ms"
             if row.task_id
             else "-",
-            "none (cached)"
-            if row.cache_hit
-            else f"{row.processing_ms:.0f} ms"
-            if row.task_id
-            else "-",
+            "cached" if row.cache_hit else f"{row.processing_ms:.0f} ms" if row.task_id else "-",
             "yes" if row.cache_hit else "no",
             row.size or "-",
         )
