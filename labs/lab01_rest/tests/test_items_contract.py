@@ -12,6 +12,7 @@ names and compares counts before and after.
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -77,6 +78,10 @@ def expect_404(r: httpx.Response, what: str) -> None:
     assert isinstance(detail, str) and detail, (
         f'a 404 must answer JSON like {{"detail": "Item 42 not found"}}: {show(r)}'
     )
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def assert_fields(item: dict[str, Any], expected: dict[str, Any], where: str) -> None:
@@ -265,6 +270,16 @@ def test_price_must_be_a_non_negative_number(client: httpx.Client) -> None:
     body = item_body()
     del body["price"]
     expect_422(client.post("/items", json=body), "an item without a price")
+    # Python's json module writes NaN and Infinity; strict JSON has neither, and echoing them
+    # back in the error must not turn the 422 into a 500.
+    for raw in ("NaN", "Infinity", "1e999"):
+        text = f'{{"name": "{unique_name()}", "price": {raw}}}'.encode()
+        r = client.post("/items", content=text, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, f"a price of {raw} must be rejected with 422: {show(r)}"
+        try:
+            json.loads(r.text, parse_constant=_reject_constant)
+        except ValueError:
+            pytest.fail(f"the 422 for a price of {raw} must be valid (strict) JSON: {show(r)}")
 
 
 @pytest.mark.points(5, task=TASK_VALIDATE)
