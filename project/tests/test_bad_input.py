@@ -119,17 +119,6 @@ def test_unknown_and_malformed_ids(client: httpx.Client, path: str, status: int,
     assert_error(client.get(path), status, code)
 
 
-def test_result_of_an_unfinished_job_is_409(stack: httpx.Client, wait_done: WaitDone) -> None:
-    # A big PNG takes the worker a moment; the result is asked for at once.
-    data = encode(photo_like(1600, 1200, seed=77), "PNG")
-    task_id = post(stack, "resize", data, "big.png", width=1599).json()["task_id"]
-    early = stack.get(f"/result/{task_id}")
-    if early.status_code != 200:  # only a very fast worker finishes first
-        assert_error(early, 409, "task_not_ready", "poll")
-    assert wait_done(stack, task_id)["status"] == "done"
-    assert stack.get(f"/result/{task_id}").status_code == 200
-
-
 def test_image_the_worker_cannot_decode_fails_permanently(
     stack: httpx.Client, wait_done: WaitDone
 ) -> None:

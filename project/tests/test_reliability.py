@@ -113,6 +113,11 @@ def test_broker_data_lost_reconciler_recovers_every_queued_job(
             client.delete(*keys)
             assert client.llen(queue_key) == 0
             assert all(st == "queued" for st, _ in statuses(engine, ids).values())
+            with httpx.Client(base_url=base, timeout=30) as api:
+                early = api.get(f"/result/{ids[0]}")
+                assert early.status_code == 409, early.text
+                assert early.json()["error"]["code"] == "task_not_ready"
+                assert api.get(f"/task-status/{ids[0]}").json()["status"] == "queued"
             worker = start_worker(s, logs_dir / "loss-worker.log", beat_schedule=tmp_path / "b")
             try:
                 wait_for(
@@ -231,20 +236,20 @@ def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -
     ctx = WorkerContext.create(isolated("claim"))
     job_id = uuid.UUID(_new_job(ctx, seed=3))
     with ctx.engine.begin() as conn:
-        first = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
-        second = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
+        first = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
+        second = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
     assert first is not None and second is None, "only one worker claims a job"
     with ctx.engine.begin() as conn:  # the first worker stalls past its lease
         conn.execute(
             text("UPDATE jobs SET started_at = now() - interval '2 minutes' WHERE id = :id"),
             {"id": job_id},
         )
-        taken = conn.execute(repo.claim(job_id, lease_seconds=60)).first()
+        taken = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
     assert taken is not None and taken.attempts == 2, "an expired lease can be taken over"
     done = {"sha256": "0" * 64, "fmt": "PNG", "width": 1, "height": 1}
     with ctx.engine.begin() as conn:
-        stale = conn.execute(repo.mark_done(job_id, 1, **done)).first()  # type: ignore[arg-type]
-        fresh = conn.execute(repo.mark_done(job_id, 2, **done)).first()  # type: ignore[arg-type]
+        stale = conn.execute(*repo.mark_done(job_id, 1, **done)).first()  # type: ignore[arg-type]
+        fresh = conn.execute(*repo.mark_done(job_id, 2, **done)).first()  # type: ignore[arg-type]
     assert stale is None and fresh is not None, "only the current attempt may finish the job"
     ctx.engine.dispose()
 

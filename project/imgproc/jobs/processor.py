@@ -144,7 +144,7 @@ def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
     try:
         with ctx.engine.begin() as conn:
             job = conn.execute(
-                repo.claim(uid, lease_seconds=settings.processing_timeout_seconds)
+                *repo.claim(uid, lease_seconds=settings.processing_timeout_seconds)
             ).first()
     except TRANSIENT_ERRORS as exc:
         # Nothing was claimed, so nothing to release: just try this message again later.
@@ -204,7 +204,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         digest, _ = ctx.store.put(result.data)
         with ctx.engine.begin() as conn:
             row = conn.execute(
-                repo.mark_done(
+                *repo.mark_done(
                     job.id,
                     job.attempts,
                     sha256=digest,
