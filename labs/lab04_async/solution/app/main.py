@@ -3,7 +3,6 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from app.api.routes import health, items, quote
@@ -11,7 +10,7 @@ from app.cache import make_cache
 from app.config import Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.errors import install_error_handlers
-from app.pricing import PricingClient, RetryPolicy
+from app.pricing import PricingClient, RetryPolicy, ShardedClient
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,17 +33,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One HTTP client for the whole process, opened on the event loop that uses it: its
-        # pool keeps connections to the pricing service open between requests.
-        limits = httpx.Limits(
+        # One HTTP client for the whole process, made on the event loop that uses it: its
+        # pools keep connections to the pricing service open between requests.
+        http = ShardedClient(
+            settings.pricing_url,
+            shards=settings.pricing_pools,
             max_connections=settings.pricing_max_connections,
-            max_keepalive_connections=settings.pricing_max_connections,
         )
-        async with httpx.AsyncClient(base_url=settings.pricing_url, limits=limits) as http:
-            app.state.pricing = PricingClient(http, policy)
+        app.state.pricing = PricingClient(http, policy)
+        try:
             yield
-        await engine.dispose()  # close the pooled connections on shutdown
-        await cache.close()
+        finally:
+            await http.aclose()
+            await engine.dispose()  # close the pooled connections on shutdown
+            await cache.close()
 
     app = FastAPI(title=settings.app_name, version="4.0.0", lifespan=lifespan)
     app.state.settings = settings

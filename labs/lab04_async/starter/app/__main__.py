@@ -12,6 +12,9 @@ def main() -> None:
     settings = get_settings()
     # The app's own log lines (e.g. "cache unavailable ...") with time, level and logger.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request it sends at INFO: two lines per quote would make the log, not
+    # the network, the bottleneck under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
