@@ -205,9 +205,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=60, help="images through the pipeline")
     parser.add_argument("--users", type=int, default=50, help="locust users")
     parser.add_argument("--seconds", type=int, default=20, help="locust run time")
-    parser.add_argument("--rate", type=float, default=1.0, help="requests/s per locust user")
+    parser.add_argument(
+        "--rates", default="0.5,1", help="requests/s per locust user, one run per value"
+    )
     parser.add_argument("--cache-requests", type=int, default=30)
-    parser.add_argument("--pool", default="prefork", choices=["prefork", "solo"])
+    parser.add_argument("--pool", default="solo", choices=["prefork", "solo"])
+    parser.add_argument("--only", choices=["pipeline", "locust", "cache"], help="run one part")
     args = parser.parse_args()
 
     run_id = new_run_id()
@@ -233,106 +236,114 @@ def main() -> None:
             delete_redis_prefix(settings.redis_url, settings.redis_prefix)
 
 
+def bench_pipeline(
+    settings: Settings, root: Path, args: argparse.Namespace, base_url: str, engine: Engine
+) -> None:
+    images = [
+        encode(photo_like(1920, 1080, seed=i), "JPEG", quality=90) for i in range(args.images)
+    ]
+    worker = start_worker(settings, root / "w0.log", concurrency=1, pool=args.pool)
+    try:
+        warm = [encode(photo_like(1920, 1080, seed=999 + i), "JPEG") for i in range(3)]
+        wait_finished(engine, submit_all(warm, base_url))  # imports, connections
+        plain_before = plain_loop(images[: len(images) // 2], settings)
+        # a) The queue is filled through the API first, then one worker drains it: the
+        #    sustained rate of broker -> claim -> read -> process -> store -> record.
+        worker.stop()
+        # The first jobs of a fresh worker pay for its start-up (imports, connections):
+        # three warm-up jobs go first and the clock starts when the last of them is done.
+        warm_ids = submit_all(
+            [encode(photo_like(1920, 1080, seed=1999 + i), "JPEG") for i in range(3)],
+            base_url,
+        )
+        ids = submit_all(images, base_url)
+        worker = start_worker(settings, root / "w1.log", concurrency=1, pool=args.pool)
+        drained = wait_finished(engine, ids, after=warm_ids)
+        plain_after = plain_loop(images[len(images) // 2 :], settings)
+        # b) Uploads and processing at the same time, as clients would use it.
+        fresh = [
+            encode(photo_like(1920, 1080, seed=5000 + i), "JPEG", quality=90)
+            for i in range(len(images))
+        ]
+        cpu_before = cpu_seconds(worker.pid)
+        live = wait_finished(engine, submit_all(fresh, base_url))
+        worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / len(fresh)
+    finally:
+        worker.stop()
+    rate_plain = (plain_before + plain_after) / 2
+    rate_pipe = len(images) / drained["processing"]
+    rate_live = len(images) / live["end_to_end"]
+    print()
+    print(
+        f"1) Pipeline throughput: {len(images)} JPEGs 1920x1080, "
+        f"resize 640x360 / grayscale / crop 800x600, one worker process (--pool {args.pool})"
+    )
+    print(
+        f"   plain Pillow loop, one process      {rate_plain:7.1f} images/s"
+        f"  (before {plain_before:.1f}, after {plain_after:.1f})"
+    )
+    print(
+        f"   API -> Redis -> worker -> result    {rate_pipe:7.1f} images/s"
+        f"  (queue filled through the API, then drained in {drained['processing']:.2f} s)"
+    )
+    print(f"   ratio pipeline / plain              {rate_pipe / rate_plain:7.2f}  (target >= 0.90)")
+    plain_cpu = statistics.mean(PLAIN_CPU)
+    print(
+        f"   CPU per image: plain {plain_cpu * 1000:.1f} ms, worker {worker_cpu * 1000:.1f} ms"
+        f" (all its processes) -> CPU efficiency {plain_cpu / worker_cpu:.2f}"
+    )
+    print(
+        f"   end to end, uploads concurrent      {rate_live:7.1f} images/s"
+        f"  (first upload to last result, {live['end_to_end']:.2f} s)"
+    )
+
+
+def bench_locust(settings: Settings, root: Path, args: argparse.Namespace, base_url: str) -> None:
+    kb = len(encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)) // 1024
+    print()
+    print(
+        f"2) Submit path: locust headless, {args.users} users, {args.seconds} s per load level, "
+        f"POST /resize with a {kb} KB JPEG, a new job each (API alone, worker stopped)"
+    )
+    print("   per user    offered   achieved  failures    p50    p95    p99    max  (ms)")
+    for rate in (float(r) for r in args.rates.split(",")):
+        row = locust_run(base_url, settings, args.users, args.seconds, rate, root)
+        print(
+            f"   {rate:5.2f}/s {args.users * rate:7.0f}/s {float(row['Requests/s']):8.1f}/s"
+            f" {row['Failure Count']:>9} {row['50%']:>6} {row['95%']:>6} {row['99%']:>6}"
+            f" {float(row['Max Response Time']):6.0f}"
+        )
+    print("   (target: p99 < 100 ms)")
+
+
+def bench_cache(args: argparse.Namespace, base_url: str) -> None:
+    misses, hits = cache_latency(base_url, args.cache_requests)
+    print()
+    print(
+        f"3) Cache: {args.cache_requests} new jobs vs {args.cache_requests} identical "
+        "repeats (same 1600x1200 JPEG)"
+    )
+    print(f"   miss (new job)        p50 {ms(misses, 0.5):>6} ms   p95 {ms(misses, 0.95):>6} ms")
+    print(f"   hit (existing job)    p50 {ms(hits, 0.5):>6} ms   p95 {ms(hits, 0.95):>6} ms")
+    print(f"   speed-up at p50       {statistics.median(misses) / statistics.median(hits):.1f}x")
+
+
 def run(settings: Settings, root: Path, args: argparse.Namespace) -> None:
     print(
         f"imgproc benchmark ({time.strftime('%Y-%m-%d %H:%M')}, "
         f"CPUs: {len(os.sched_getaffinity(0))})"
     )
-    images = [
-        encode(photo_like(1920, 1080, seed=i), "JPEG", quality=90) for i in range(args.images)
-    ]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     engine = make_sync_engine(settings.database_url)
     api = start_api(settings, root / "api.log", port=port)
     try:
-        worker = start_worker(settings, root / "w0.log", concurrency=1, pool=args.pool)
-        try:
-            warm = [encode(photo_like(1920, 1080, seed=999 + i), "JPEG") for i in range(3)]
-            wait_finished(engine, submit_all(warm, base_url))  # imports, connections
-            plain_before = plain_loop(images[: len(images) // 2], settings)
-            # a) The queue is filled through the API first, then one worker drains it: the
-            #    sustained rate of broker -> claim -> read -> process -> store -> record.
-            worker.stop()
-            # The first jobs of a fresh worker pay for its start-up (imports, connections):
-            # three warm-up jobs go first and the clock starts when the last of them is done.
-            warm_ids = submit_all(
-                [encode(photo_like(1920, 1080, seed=1999 + i), "JPEG") for i in range(3)],
-                base_url,
-            )
-            ids = submit_all(images, base_url)
-            worker = start_worker(settings, root / "w1.log", concurrency=1, pool=args.pool)
-            drained = wait_finished(engine, ids, after=warm_ids)
-            plain_after = plain_loop(images[len(images) // 2 :], settings)
-            # b) Uploads and processing at the same time, as clients would use it.
-            fresh = [
-                encode(photo_like(1920, 1080, seed=5000 + i), "JPEG", quality=90)
-                for i in range(len(images))
-            ]
-            cpu_before = cpu_seconds(worker.pid)
-            live = wait_finished(engine, submit_all(fresh, base_url))
-            worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / len(fresh)
-        finally:
-            worker.stop()
-        rate_plain = (plain_before + plain_after) / 2
-        rate_pipe = len(images) / drained["processing"]
-        rate_live = len(images) / live["end_to_end"]
-        print()
-        print(
-            f"1) Pipeline throughput: {len(images)} JPEGs 1920x1080, "
-            f"resize 640x360 / grayscale / crop 800x600, one worker process (--pool {args.pool})"
-        )
-        print(
-            f"   plain Pillow loop, one process      {rate_plain:7.1f} images/s"
-            f"  (before {plain_before:.1f}, after {plain_after:.1f})"
-        )
-        print(
-            f"   API -> Redis -> worker -> result    {rate_pipe:7.1f} images/s"
-            f"  (queue filled through the API, then drained in {drained['processing']:.2f} s)"
-        )
-        print(
-            f"   ratio pipeline / plain              {rate_pipe / rate_plain:7.2f}"
-            "  (target >= 0.90)"
-        )
-        plain_cpu = statistics.mean(PLAIN_CPU)
-        print(
-            f"   CPU per image: plain {plain_cpu * 1000:.1f} ms, worker {worker_cpu * 1000:.1f} ms"
-            f" (all its processes) -> CPU efficiency {plain_cpu / worker_cpu:.2f}"
-        )
-        print(
-            f"   end to end, uploads concurrent      {rate_live:7.1f} images/s"
-            f"  (first upload to last result, {live['end_to_end']:.2f} s)"
-        )
-
-        row = locust_run(base_url, settings, args.users, args.seconds, args.rate, root)
-        print()
-        kb = len(encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)) // 1024
-        print(
-            f"2) Submit path: locust, {args.users} users x {args.rate:g} req/s each, "
-            f"{args.seconds} s, POST /resize with a {kb} KB JPEG (API alone, worker stopped)"
-        )
-        print(
-            f"   requests {row['Request Count']}, failures {row['Failure Count']}, "
-            f"{float(row['Requests/s']):.1f} req/s"
-        )
-        print(
-            f"   latency ms: p50 {row['50%']}, p95 {row['95%']}, p99 {row['99%']}, "
-            f"max {float(row['Max Response Time']):.0f}  (target p99 < 100)"
-        )
-
-        misses, hits = cache_latency(base_url, args.cache_requests)
-        print()
-        print(
-            f"3) Cache: {args.cache_requests} new jobs vs {args.cache_requests} identical "
-            "repeats (same 1600x1200 JPEG)"
-        )
-        print(
-            f"   miss (new job)        p50 {ms(misses, 0.5):>6} ms   p95 {ms(misses, 0.95):>6} ms"
-        )
-        print(f"   hit (existing job)    p50 {ms(hits, 0.5):>6} ms   p95 {ms(hits, 0.95):>6} ms")
-        print(
-            f"   speed-up at p50       {statistics.median(misses) / statistics.median(hits):.1f}x"
-        )
+        if args.only in (None, "pipeline"):
+            bench_pipeline(settings, root, args, base_url, engine)
+        if args.only in (None, "locust"):
+            bench_locust(settings, root, args, base_url)
+        if args.only in (None, "cache"):
+            bench_cache(args, base_url)
     finally:
         api.stop()
         engine.dispose()

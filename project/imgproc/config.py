@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
     png_compress_level: int = Field(default=3, ge=0, le=9)
+    # fsync each upload before its job row is committed (off: faster, but a power cut can leave
+    # a row whose input is gone; that job then fails with a clear "missing" error).
+    storage_fsync: bool = True
 
     celery_queue: str = Field(default="imgproc", description="queue name (under REDIS_PREFIX)")
     # Unacked messages older than this go back to the queue (kombu's Redis transport).

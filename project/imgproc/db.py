@@ -58,4 +58,7 @@ def make_sync_engine(database_url: str, *, pool_size: int = 2) -> Engine:
         # as OperationalError, which the worker treats as transient and retries.
         pool_pre_ping=False,
         connect_args={"options": "-c synchronous_commit=off"},
+        # Every worker transaction is one statement: autocommit saves the BEGIN and COMMIT
+        # round trips around it.
+        isolation_level="AUTOCOMMIT",
     )

@@ -6,7 +6,7 @@
     +-- jobs.exceptions.JobNotFound        404
     +-- jobs.exceptions.JobNotReady        409
     +-- jobs.exceptions.JobFailed          410
-    +-- jobs.exceptions.ResultMissing      500, done but the file is gone
+    +-- jobs.exceptions.ResultMissing      500, done but the file is gone and cannot be re-run
 
 The shape: {"error": {"code": "...", "message": "...", "details": ...}, "request_id": "..."}.
 """

@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.cache_socket_timeout,
             observe=metrics.observe_cache,
         ),
-        store=ContentStore(settings.data_dir),
+        store=ContentStore(settings.data_dir, fsync=settings.storage_fsync),
         publisher=Publisher(create_celery(settings), settings.celery_queue),
         metrics=metrics,
     )

@@ -224,14 +224,19 @@ def test_many_concurrent_jobs_all_finish(
             assert out.size == ((16, 8) if ops[i % 3] == "crop" else (24, 16))
 
 
-def test_missing_result_file_is_a_clear_server_error(
+def test_a_lost_result_file_is_computed_again(
     stack: httpx.Client, settings: Settings, wait_done: WaitDone
 ) -> None:
     task_id = submit(stack, "grayscale", encode(photo_like(30, 20, seed=77), "PNG")).json()[
         "task_id"
     ]
     status = wait_done(stack, task_id)
-    ContentStore(settings.data_dir).delete(status["output"]["sha256"])  # a lost data volume
+    ContentStore(settings.data_dir).delete(status["output"]["sha256"])  # lost in a crash
     response = stack.get(f"/result/{task_id}")
-    assert response.status_code == 500
-    assert response.json()["error"]["code"] == "result_missing"
+    assert response.status_code == 409, response.text
+    assert "computed again" in response.json()["error"]["message"]
+    again = wait_done(stack, task_id)
+    assert again["status"] == "done" and again["attempts"] == 2
+    assert again["output"]["sha256"] == status["output"]["sha256"], "the same bytes come back"
+    out, _ = fetch(stack, task_id)
+    assert out.size == (30, 20) and out.mode == "L"

@@ -21,7 +21,7 @@ class JobFailed(ServiceError):
 
 
 class ResultMissing(ServiceError):
-    """The job is done but its file is gone (a lost data volume): an operator's problem."""
+    """A done job's file is gone and the job could not be re-run."""
 
     status_code = 500
     code = "result_missing"

@@ -50,7 +50,9 @@ class WorkerContext:
         return cls(
             settings=settings,
             engine=make_sync_engine(settings.database_url),
-            store=ContentStore(settings.data_dir),
+            # Outputs are not fsynced: they can be recomputed from the (fsynced) input, and the
+            # API does exactly that if a crash ever loses one (see jobs.service.get_result).
+            store=ContentStore(settings.data_dir, fsync=False),
             cache=SyncCache(
                 settings.effective_cache_url,
                 settings.redis_prefix,

@@ -144,6 +144,23 @@ def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: flo
     )
 
 
+def requeue_lost_result(job_id: uuid.UUID) -> Executable:
+    """done -> queued, for a job whose output file is gone."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.DONE)
+        .values(
+            status=JobStatus.QUEUED,
+            error="the result file was lost; computing it again",
+            output_sha256=None,
+            updated_at=func.now(),
+            enqueued_at=func.now(),
+            finished_at=None,
+        )
+        .returning(*jobs.c)
+    )
+
+
 def take_stuck(*, queued_timeout: float, processing_timeout: float, limit: int) -> Executable:
     """Mark and return jobs with no progress for too long (skipping rows others hold)."""
     stuck = (

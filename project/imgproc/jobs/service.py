@@ -185,9 +185,37 @@ async def get_result(state: AppState, job_id: uuid.UUID) -> ResultFile:
     media_type = MEDIA_TYPES[status.output.format]
     path = state.store.path_for(status.output.sha256)
     if not path.exists():
-        raise ResultMissing(f"task {job_id} is done but its result file is missing")
+        await _recompute(state, job_id)
     return ResultFile(
         path=path,
         media_type=media_type,
         filename=f"{job_id}.{ext[media_type]}",
+    )
+
+
+async def _recompute(state: AppState, job_id: uuid.UUID) -> None:
+    """A done job lost its output (a crash before the file reached the disk): run it again.
+
+    Outputs are not fsynced because they can be recomputed from the fsynced input; this is where
+    that happens. The job goes back to `queued` (guarded: only from `done`) and is re-sent.
+    """
+    async with state.sessions.begin() as session:
+        row = (await session.execute(repo.requeue_lost_result(job_id))).first()
+    if row is None:
+        raise ResultMissing(f"task {job_id} has no result file and cannot be re-run now")
+    status = TaskStatus.from_row(row._mapping)
+    await state.cache.set(
+        state.cache.keys.status(str(job_id)),
+        status.model_dump_json(),
+        ttl=state.settings.status_ttl_seconds,
+    )
+    try:
+        await anyio.to_thread.run_sync(state.publisher.publish, str(job_id))
+    except Exception as exc:  # the reconciler sends it later
+        log.warning("enqueue_failed", job_id=str(job_id), error=str(exc))
+    log.warning("result_lost_requeued", job_id=str(job_id))
+    raise JobNotReady(
+        f"the result of task {job_id} was lost and is being computed again; poll "
+        f"{status.status_url}",
+        details={"status": status.status.value},
     )
