@@ -187,6 +187,8 @@ def main() -> int:
             "DATABASE_URL": url,
             "REDIS_URL": redis_url,
             "PRICING_URL": pricing.base_url,
+            # Time-outs well above the latency: the bench measures waiting, not giving up.
+            "PRICING_TIMEOUT": str(max(1.0, 4 * args.latency_ms / 1000)),
             "LOG_LEVEL": "warning",
         }
         result = run_in_impl(async_impl, ["-m", "alembic", "upgrade", "head"], env)
