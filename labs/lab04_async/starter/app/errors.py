@@ -14,7 +14,12 @@ a NUL character in a text) is the client's fault too: 422, never a 500.
 A stub that raises NotImplementedError answers 501 with its message (see below).
 """
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
@@ -74,8 +79,28 @@ async def not_implemented_handler(request: Request, exc: Exception) -> JSONRespo
     return JSONResponse(status_code=501, content={"detail": str(exc)})
 
 
+def _json_safe(value: Any) -> Any:
+    """Replace NaN and Infinity, which JSON cannot carry, by their text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes each bad `input`; a NaN price cannot be encoded as JSON and
+    # would turn this 422 into a 500. Same answer otherwise.
+    assert isinstance(exc, RequestValidationError)
+    detail = _json_safe(jsonable_encoder(exc.errors()))
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every AppError with `{"detail": message}` and its status code."""
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(DataError, data_error_handler)
     app.add_exception_handler(NotImplementedError, not_implemented_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
