@@ -306,6 +306,10 @@ def bench_locust(settings: Settings, root: Path, args: argparse.Namespace, base_
         f"POST /resize with a {kb} KB JPEG, a new job each (API alone, worker stopped)"
     )
     print("   per user    offered   achieved  failures    p50    p95    p99    max  (ms)")
+    warm = encode(photo_like(1600, 1200, seed=43), "JPEG", quality=90)
+    with httpx.Client(base_url=base_url, timeout=30) as client:  # connections, caches
+        for width in range(5):
+            client.post("/resize", files={"file": ("w.jpg", warm)}, data={"width": str(width + 1)})
     for rate in (float(r) for r in args.rates.split(",")):
         row = locust_run(base_url, settings, args.users, args.seconds, rate, root)
         print(
