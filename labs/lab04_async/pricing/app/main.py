@@ -5,7 +5,10 @@
          both take ?latency_ms=N&fail_rate=0.3 to override the global defaults by hand
     GET  /healthz                            {"status": "ok"}
 
-    PUT  /control/items/{item_id}            set the item's Scenario, counters back to zero
+    PUT  /control/items/{item_id}            set the item's Scenario, counters back to zero:
+         {"fail_times": 2, "fail_status": 503,   the first 2 requests per endpoint fail
+          "latency_ms": 300, "slow_times": 1,    delay (only the first request per endpoint)
+          "hold": true}                          wait until released (or a client hangs up)
     GET  /control/items/{item_id}            the item's counters (ItemView)
     POST /control/items/{item_id}/release    let held requests of the item go on
     GET  /control/stats                      totals over all items
