@@ -8,10 +8,8 @@ service costs a client at most `attempts * timeout + pauses` seconds, then a cle
 """
 
 import asyncio
-import importlib.util
 import itertools
 import random
-import sys
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -21,13 +19,6 @@ from pydantic import BaseModel, ValidationError
 from app.errors import PricingUnavailableError
 
 Model = TypeVar("Model", bound=BaseModel)
-
-# httpcore (under httpx.AsyncClient) runs `import sniffio` for every request to learn which
-# async library it runs on. Without the sniffio package each of those failed imports searches
-# all of sys.path again: milliseconds of CPU per call, more than the rest of the call. A None
-# entry in sys.modules makes the import fail at once; httpcore then assumes asyncio.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class PriceAnswer(BaseModel):

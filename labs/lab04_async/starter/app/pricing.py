@@ -7,10 +7,8 @@ time; a 4xx will not change on a retry. The number of attempts is bounded, so th
 service costs a client at most `attempts * timeout + pauses` seconds, then a clear 503.
 """
 
-import importlib.util
 import itertools
 import random
-import sys
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,13 +16,6 @@ import httpx
 from pydantic import BaseModel
 
 Model = TypeVar("Model", bound=BaseModel)
-
-# httpcore (under httpx.AsyncClient) runs `import sniffio` for every request to learn which
-# async library it runs on. Without the sniffio package each of those failed imports searches
-# all of sys.path again: milliseconds of CPU per call, more than the rest of the call. A None
-# entry in sys.modules makes the import fail at once; httpcore then assumes asyncio.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 class PriceAnswer(BaseModel):
