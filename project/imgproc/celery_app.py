@@ -16,6 +16,11 @@ PROCESS_TASK = "imgproc.process_job"
 RECONCILE_TASK = "imgproc.reconcile"
 
 
+def control_queue(settings: Settings) -> str:
+    """The reconciler's own queue, so a backlog of jobs never delays (or expires) it."""
+    return f"{settings.celery_queue}.control"
+
+
 def create_celery(settings: Settings) -> Celery:
     app = Celery("imgproc", set_as_current=False)
     app.conf.update(
@@ -36,12 +41,13 @@ def create_celery(settings: Settings) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
-        task_queues=[Queue(settings.celery_queue)],
+        # A worker consumes both (Redis BRPOP rotates between them).
+        task_queues=[Queue(settings.celery_queue), Queue(control_queue(settings))],
         task_default_queue=settings.celery_queue,
         task_create_missing_queues=False,
         task_routes={
             PROCESS_TASK: {"queue": settings.celery_queue},
-            RECONCILE_TASK: {"queue": settings.celery_queue},
+            RECONCILE_TASK: {"queue": control_queue(settings)},
         },
         # At-least-once: ack after the work, give the message back if the process dies,
         # take one message at a time so a dead worker strands at most one job.
@@ -63,7 +69,7 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": settings.reconcile_interval_seconds,
                 # A reconcile message that waited a whole interval is superseded by the next.
                 "options": {
-                    "queue": settings.celery_queue,
+                    "queue": control_queue(settings),
                     "expires": settings.reconcile_interval_seconds,
                 },
             }

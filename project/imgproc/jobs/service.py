@@ -84,15 +84,21 @@ async def submit_job(
         "request_id": request_id,
     }
     try:
-        async with state.sessions.begin() as session:
-            row = (await session.execute(repo.insert_job(values))).first()
-            if row is None:  # an identical live job won the race: answer with it
-                row = (await session.execute(repo.select_live_by_request_key(key))).first()
+        row = None
+        # Two tries: the twin that blocked the INSERT may fail in between, freeing the key.
+        for _ in range(2):
+            async with state.sessions.begin() as session:
+                row = (await session.execute(repo.insert_job(values))).first()
                 if row is not None:
-                    twin = TaskStatus.from_row(row._mapping)
-                    await _remember(state, key, twin)
-                    return Submitted(twin, cache_hit=True)
-                raise RuntimeError("request key conflict without a live job")  # pragma: no cover
+                    break
+                # An identical live job won the race: answer with it.
+                twin_row = (await session.execute(repo.select_live_by_request_key(key))).first()
+            if twin_row is not None:
+                twin = TaskStatus.from_row(twin_row._mapping)
+                await _remember(state, key, twin)
+                return Submitted(twin, cache_hit=True)
+        if row is None:
+            raise RuntimeError(f"request key {key} stayed in conflict without a live job")
     except BaseException:
         if created:
             await _forget_unreferenced(state, digest)
