@@ -54,7 +54,7 @@ serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
 	if [ -z "$$impl" ]; then impl="$$dir/solution"; [ -d "$$impl" ] || impl="$$dir/starter"; fi; \
 	[ "$(LAB)" -le 1 ] || $(PY) -m shared.services; \
 	echo "serving $$impl on http://127.0.0.1:$${PORT:-8000}/docs (Ctrl+C to stop)"; \
-	cd "$$impl" && LOG_LEVEL=$${LOG_LEVEL:-info} PORT=$${PORT:-8000} \
+	cd "$$impl" && LOG_LEVEL=$${LOG_LEVEL:-info} PORT=$${PORT:-8000} $(if $(LATENCY_MS),LATENCY_MS=$(LATENCY_MS)) \
 	  PYTHONPATH="$$PWD:$(CURDIR)" $(CURDIR)/$(PY) -m app
 
 # ---------------------------------------------------------------- checks

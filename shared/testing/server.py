@@ -146,3 +146,21 @@ class AppServer:
         self.stop()
         self._log.close()
         self.log_path.unlink(missing_ok=True)
+
+
+def migrate_impl(impl_dir: Path, env: dict[str, str], hint: str = "") -> None:
+    """Run the implementation's `alembic upgrade head`; fail the run with its output if it fails.
+
+    Used by the database labs before their server starts, so a broken migration is reported as
+    what it is instead of as a server that answers 500 to everything.
+    """
+    import pytest  # only test runs call this
+
+    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        pytest.fail(
+            f"`python -m alembic upgrade head` failed in {impl_dir.name}/, so the server has no "
+            f"table to work with; fix the migrations first{hint}:\n{tail}",
+            pytrace=False,
+        )

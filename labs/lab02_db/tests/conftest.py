@@ -14,20 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from shared.testing.server import run_in_impl
+from shared.testing.server import migrate_impl
 
 
 @pytest.fixture(scope="session")
 def app_env(impl_dir: Path, database_url: str) -> dict[str, str]:
     env = {"DATABASE_URL": database_url}
-    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        pytest.fail(
-            f"`python -m alembic upgrade head` failed in {impl_dir.name}/, so the server has no "
-            f"table to work with; fix the migrations first:\n{tail}",
-            pytrace=False,
-        )
+    migrate_impl(impl_dir, env)
     return env
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from shared.testing.server import run_in_impl
+from shared.testing.server import migrate_impl
 
 ROWS = 100_000
 SEED_SQL = f"""
@@ -33,14 +33,7 @@ FROM generate_series(1, {ROWS}) AS g
 @pytest.fixture(scope="session")
 def app_env(impl_dir: Path, database_url: str, redis_url: str, redis_prefix: str) -> dict[str, str]:
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_PREFIX": redis_prefix}
-    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        pytest.fail(
-            f"`python -m alembic upgrade head` failed in {impl_dir.name}/ (lab 2's migrations "
-            f"must work before lab 3 can be graded):\n{tail}",
-            pytrace=False,
-        )
+    migrate_impl(impl_dir, env, " (lab 2's migrations must work before lab 3 can be graded)")
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SEED_SQL)
         conn.execute("ANALYZE items")

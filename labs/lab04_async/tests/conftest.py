@@ -21,7 +21,7 @@ import redis
 
 from labs.lab03_cache.tests.conftest import SEED_SQL
 from labs.lab04_async.tests.pricing_control import PricingControl
-from shared.testing.server import AppServer, run_in_impl
+from shared.testing.server import AppServer, migrate_impl
 
 # What the tests promise the server (see the handout): short enough to keep grading fast.
 PRICING_TIMEOUT = 2.0
@@ -53,14 +53,7 @@ def app_env(
         "PRICING_ATTEMPTS": str(PRICING_ATTEMPTS),
         "PRICING_BACKOFF": str(PRICING_BACKOFF),
     }
-    result = run_in_impl(impl_dir, ["-m", "alembic", "upgrade", "head"], env)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        pytest.fail(
-            f"`python -m alembic upgrade head` failed in {impl_dir.name}/, so the server has no "
-            f"table to work with; fix the migrations first:\n{tail}",
-            pytrace=False,
-        )
+    migrate_impl(impl_dir, env)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SEED_SQL)
         conn.execute("ANALYZE items")
