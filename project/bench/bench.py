@@ -113,7 +113,7 @@ def wait_finished(
     def finished() -> bool:
         with engine.connect() as conn:
             done = conn.execute(
-                text("SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'done'"),
+                text("SELECT count(*) FROM imgproc_jobs WHERE id = ANY(:ids) AND status = 'done'"),
                 {"ids": ids},
             ).scalar_one()
         return bool(done == len(ids))
@@ -125,9 +125,10 @@ def wait_finished(
             text(
                 "SELECT extract(epoch FROM max(finished_at) - min(created_at)) AS end_to_end,"
                 " extract(epoch FROM max(finished_at) - coalesce("
-                "   (SELECT max(finished_at) FROM jobs WHERE id = ANY(:after)), min(started_at)"
+                "   (SELECT max(finished_at) FROM imgproc_jobs WHERE id = ANY(:after)),"
+                "   min(started_at)"
                 " )) AS processing"
-                " FROM jobs WHERE id = ANY(:ids)"
+                " FROM imgproc_jobs WHERE id = ANY(:ids)"
             ),
             {"ids": measured, "after": after or []},
         ).one()

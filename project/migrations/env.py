@@ -19,10 +19,17 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 url = config.attributes.get("database_url") or Settings().database_url
 config.set_main_option("sqlalchemy.url", sqlalchemy_url(url, "psycopg").replace("%", "%%"))
 target_metadata = Base.metadata
+# The capstone shares the course database with the labs, whose migrations also start at "0001":
+# its own version table keeps the two histories apart.
+VERSION_TABLE = "imgproc_alembic_version"
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -34,7 +41,9 @@ def run_migrations_online() -> None:
         poolclass=pool.NullPool,
     )
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, version_table=VERSION_TABLE
+        )
         with context.begin_transaction():
             context.run_migrations()
     connectable.dispose()

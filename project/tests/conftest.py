@@ -128,7 +128,7 @@ def wait_done() -> WaitDone:
 def row_count(db: Engine) -> Callable[[], int]:
     def count() -> int:
         with db.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+            return int(conn.execute(text("SELECT count(*) FROM imgproc_jobs")).scalar_one())
 
     return count
 

@@ -107,7 +107,8 @@ def test_identical_request_is_processed_once(
     assert different.status_code == 202 and different.json()["task_id"] != first.json()["task_id"]
     with db.connect() as conn:
         key_rows = conn.execute(
-            text("SELECT count(*) FROM jobs WHERE id = :id"), {"id": first.json()["task_id"]}
+            text("SELECT count(*) FROM imgproc_jobs WHERE id = :id"),
+            {"id": first.json()["task_id"]},
         ).scalar_one()
     assert key_rows == 1
 
@@ -155,7 +156,8 @@ def test_redelivered_message_does_not_process_a_finished_job_again(
     wait_done(stack, marker)  # the queue is FIFO: once this is done, the duplicates were seen
     with db.connect() as conn:
         row = conn.execute(
-            text("SELECT attempts, updated_at, status FROM jobs WHERE id = :id"), {"id": task_id}
+            text("SELECT attempts, updated_at, status FROM imgproc_jobs WHERE id = :id"),
+            {"id": task_id},
         ).one()
     assert row.status == "done" and row.attempts == 1, "a finished job must not be claimed again"
     assert row.updated_at.isoformat().replace("+00:00", "Z") == before["updated_at"]
@@ -206,7 +208,7 @@ def test_many_concurrent_jobs_all_finish(
     def all_done() -> bool:
         with db.connect() as conn:
             done = conn.execute(
-                text("SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'done'"),
+                text("SELECT count(*) FROM imgproc_jobs WHERE id = ANY(:ids) AND status = 'done'"),
                 {"ids": [uuid.UUID(i) for i in ids]},
             ).scalar_one()
         return bool(done == 200)

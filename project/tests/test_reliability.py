@@ -41,7 +41,7 @@ def submit_many(base_url: str, count: int, seed: int) -> list[str]:
 def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, int]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT id, status, attempts FROM jobs WHERE id = ANY(:ids)"),
+            text("SELECT id, status, attempts FROM imgproc_jobs WHERE id = ANY(:ids)"),
             {"ids": [uuid.UUID(i) for i in ids]},
         ).all()
     return {str(r.id): (r.status, r.attempts) for r in rows}
@@ -191,7 +191,7 @@ def test_transient_errors_retry_with_backoff_then_give_up(
     assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 4, f"exponential backoff, got {delays}"
     with ctx.engine.connect() as conn:
         ahead = conn.execute(
-            text("SELECT enqueued_at > now() FROM jobs WHERE id = :id"), {"id": job_id}
+            text("SELECT enqueued_at > now() FROM imgproc_jobs WHERE id = :id"), {"id": job_id}
         ).scalar_one()
     assert ahead, "the reconciler must wait out the backoff"
     final = run_job(ctx, job_id)
@@ -241,7 +241,9 @@ def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -
     assert first is not None and second is None, "only one worker claims a job"
     with ctx.engine.begin() as conn:  # the first worker stalls past its lease
         conn.execute(
-            text("UPDATE jobs SET started_at = now() - interval '2 minutes' WHERE id = :id"),
+            text(
+                "UPDATE imgproc_jobs SET started_at = now() - interval '2 minutes' WHERE id = :id"
+            ),
             {"id": job_id},
         )
         taken = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
@@ -262,13 +264,15 @@ def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated)
     fresh, lost, stalled, poison = (_new_job(ctx, seed=10 + i) for i in range(4))
     with ctx.engine.begin() as conn:
         conn.execute(
-            text("UPDATE jobs SET enqueued_at = now() - interval '1 minute' WHERE id = :id"),
+            text(
+                "UPDATE imgproc_jobs SET enqueued_at = now() - interval '1 minute' WHERE id = :id"
+            ),
             {"id": lost},
         )
         for job_id, attempts in ((stalled, 1), (poison, 3)):
             conn.execute(
                 text(
-                    "UPDATE jobs SET status = 'processing', attempts = :n,"
+                    "UPDATE imgproc_jobs SET status = 'processing', attempts = :n,"
                     " started_at = now() - interval '1 minute',"
                     " enqueued_at = now() - interval '1 minute' WHERE id = :id"
                 ),

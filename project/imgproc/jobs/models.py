@@ -25,7 +25,7 @@ FINAL_STATUSES = frozenset({JobStatus.DONE, JobStatus.FAILED})
 
 
 class Job(Base):
-    __tablename__ = "jobs"
+    __tablename__ = "imgproc_jobs"
     __table_args__ = (
         CheckConstraint(
             "status IN ('queued', 'processing', 'done', 'failed')", name="status_known"
@@ -33,14 +33,14 @@ class Job(Base):
         CheckConstraint("operation IN ('crop', 'grayscale', 'resize')", name="operation_known"),
         # Identical requests share one live job; a failed one may be tried again.
         Index(
-            "uq_jobs_request_key_live",
+            "uq_imgproc_jobs_request_key_live",
             "request_key",
             unique=True,
             postgresql_where=text("status <> 'failed'"),
         ),
         # The reconciler's scan: unfinished jobs by the time they last made progress.
         Index(
-            "ix_jobs_unfinished",
+            "ix_imgproc_jobs_unfinished",
             "status",
             "enqueued_at",
             postgresql_where=text("status IN ('queued', 'processing')"),

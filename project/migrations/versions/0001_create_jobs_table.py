@@ -1,6 +1,6 @@
-"""create jobs table
+"""create the imgproc_jobs table
 
-Revision ID: 0001
+Revision ID: imgproc_0001
 Revises:
 Create Date: 2026-11-23 05:02:36.953347
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0001"
+revision: str = "imgproc_0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
 
     op.create_table(
-        "jobs",
+        "imgproc_jobs",
         sa.Column("id", sa.UUID(), nullable=False),
         sa.Column("operation", sa.String(length=16), nullable=False),
         sa.Column("params", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
@@ -59,24 +59,25 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
-            "operation IN ('crop', 'grayscale', 'resize')", name=op.f("ck_jobs_operation_known")
+            "operation IN ('crop', 'grayscale', 'resize')",
+            name=op.f("ck_imgproc_jobs_operation_known"),
         ),
         sa.CheckConstraint(
             "status IN ('queued', 'processing', 'done', 'failed')",
-            name=op.f("ck_jobs_status_known"),
+            name=op.f("ck_imgproc_jobs_status_known"),
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_imgproc_jobs")),
     )
     op.create_index(
-        "ix_jobs_unfinished",
-        "jobs",
+        "ix_imgproc_jobs_unfinished",
+        "imgproc_jobs",
         ["status", "enqueued_at"],
         unique=False,
         postgresql_where=sa.text("status IN ('queued', 'processing')"),
     )
     op.create_index(
-        "uq_jobs_request_key_live",
-        "jobs",
+        "uq_imgproc_jobs_request_key_live",
+        "imgproc_jobs",
         ["request_key"],
         unique=True,
         postgresql_where=sa.text("status <> 'failed'"),
@@ -86,13 +87,13 @@ def upgrade() -> None:
 def downgrade() -> None:
 
     op.drop_index(
-        "uq_jobs_request_key_live",
-        table_name="jobs",
+        "uq_imgproc_jobs_request_key_live",
+        table_name="imgproc_jobs",
         postgresql_where=sa.text("status <> 'failed'"),
     )
     op.drop_index(
-        "ix_jobs_unfinished",
-        table_name="jobs",
+        "ix_imgproc_jobs_unfinished",
+        table_name="imgproc_jobs",
         postgresql_where=sa.text("status IN ('queued', 'processing')"),
     )
-    op.drop_table("jobs")
+    op.drop_table("imgproc_jobs")
