@@ -1,6 +1,6 @@
 """What an event loop buys: the quote endpoint served sync (threads) and async (event loop).
 
-    .venv/bin/python labs/lab04_async/bench.py [--seconds 20] [--users 50] [--latency-ms 50]
+    .venv/bin/python labs/lab04_async/bench.py [--seconds 20] [--users 200] [--latency-ms 1000]
         [--sync-impl labs/lab03_cache/solution] [--async-impl labs/lab04_async/solution]
 
 The scenario is I/O-bound: GET /items/{id}/quote, whose work is two calls to the pricing
@@ -157,8 +157,10 @@ def locust(label: str, base_url: str, users: int, seconds: float) -> Result:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=20, help="length of each load run")
-    parser.add_argument("--users", type=int, default=50, help="locust users (in flight)")
-    parser.add_argument("--latency-ms", type=int, default=50, help="pricing latency per call")
+    # Defaults: a scenario dominated by waiting (a slow outside API, many clients), where the
+    # I/O ceilings decide. With --latency-ms 50 on two shared cores, CPU decides instead.
+    parser.add_argument("--users", type=int, default=200, help="locust users (in flight)")
+    parser.add_argument("--latency-ms", type=int, default=1000, help="pricing latency per call")
     parser.add_argument(
         "--sync-impl", type=Path, default=pick("lab03_cache", "solution", "starter")
     )
