@@ -23,6 +23,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from shared.labs import default_impl  # noqa: E402
 from shared.services import ServiceUnavailable, require  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
 from shared.testing.namespaces import (  # noqa: E402
@@ -78,8 +79,7 @@ def measure(impl: Path, env: dict[str, str], label: str, seconds: float) -> tupl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     # The reference solution if present (not in the student release), else the starter.
-    default = Path(__file__).parent / "solution"
-    default = default if default.is_dir() else default.with_name("starter")
+    default = default_impl(Path(__file__).resolve().parent)
     parser.add_argument("--impl", type=Path, default=default, help="implementation folder")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")

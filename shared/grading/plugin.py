@@ -31,10 +31,10 @@ import httpx
 import pytest
 
 from shared.grading.results import GradedTest, RunResult
+from shared.labs import default_impl, lab_dir_of
 from shared.testing.server import AppServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LAB_NAME = re.compile(r"lab\d\d_\w+")
 
 _STATE = pytest.StashKey["GradingState"]()
 
@@ -81,19 +81,6 @@ def pytest_configure(config: pytest.Config) -> None:
     state = GradingState()
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "grading-state")
-
-
-def lab_dir_of(path: Path) -> Path | None:
-    """Return the `labs/labNN_*` folder that contains `path`, or None."""
-    for parent in path.resolve().parents:
-        if parent.parent.name == "labs" and LAB_NAME.fullmatch(parent.name):
-            return parent
-    return None
-
-
-def default_impl(lab_dir: Path) -> Path:
-    solution = lab_dir / "solution"
-    return solution if solution.is_dir() else lab_dir / "starter"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -7,13 +7,16 @@ test that needs it with a message naming the URL and how to start it; it never s
 - `database_url`: a fresh PostgreSQL database `hl_test_<run_id>`, dropped at the end.
 - `redis_url`, `redis_prefix`: the Redis server and a key prefix whose keys are deleted at the end.
 - `amqp_url`, `queue_names`: the broker and a factory of run-scoped queue names, deleted at the end.
+- `db`, `redis_client`: direct connections for tests that look behind a server's back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
+import redis
 
 from shared.services import ServiceUnavailable, require
 from shared.settings import ServiceSettings
@@ -66,3 +69,21 @@ def queue_names(amqp_url: str, run_id: str) -> Iterator[QueueNames]:
     names = QueueNames(amqp_url=amqp_url, prefix=f"hl_test.{run_id}.")
     yield names
     names.cleanup()
+
+
+@pytest.fixture
+def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
+    """A direct connection to the database of the server under test (after the lab's set-up
+    in `app_env`), to look at or change rows behind the API's back."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    """A direct connection to the Redis server the server under test uses."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()

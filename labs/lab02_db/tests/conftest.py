@@ -8,10 +8,8 @@ stays as the contract tests left it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from shared.testing.server import migrate_impl
@@ -22,10 +20,3 @@ def app_env(impl_dir: Path, database_url: str) -> dict[str, str]:
     env = {"DATABASE_URL": database_url}
     migrate_impl(impl_dir, env)
     return env
-
-
-@pytest.fixture
-def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
-    """A direct connection to the server's database, to look behind the API's back."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn

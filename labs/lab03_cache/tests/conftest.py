@@ -8,12 +8,10 @@ REDIS_PREFIX, which the tests read directly through `redis_client`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 
 from shared.testing.server import migrate_impl
 
@@ -38,20 +36,3 @@ def app_env(impl_dir: Path, database_url: str, redis_url: str, redis_prefix: str
         conn.execute(SEED_SQL)
         conn.execute("ANALYZE items")
     return env
-
-
-@pytest.fixture
-def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
-    """A direct connection to the server's database, to change rows behind the API's back."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    """A direct connection to the Redis the server caches in."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
