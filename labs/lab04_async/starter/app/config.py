@@ -36,9 +36,9 @@ class Settings(ServiceSettings):
     pricing_backoff: float = Field(default=0.1, ge=0, le=10)
     # Connections to the pricing service at once. Each quote holds two while it waits, so
     # this caps the quotes in flight: keep it above the concurrency you expect.
-    pricing_max_connections: int = Field(default=512, ge=1)
+    pricing_max_connections: int = Field(default=1024, ge=1)
     # Connection pools the connections are spread over (see pricing.ShardedClient).
-    pricing_pools: int = Field(default=16, ge=1, le=64)
+    pricing_pools: int = Field(default=64, ge=1, le=256)
 
 
 @lru_cache
