@@ -43,6 +43,7 @@ LAB_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LAB_DIR.parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from shared.labs import default_impl  # noqa: E402
 from shared.services import ServiceUnavailable, require  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
 from shared.testing.namespaces import (  # noqa: E402
@@ -64,15 +65,6 @@ class Result:
     rps: float
     p50: float
     p99: float
-
-
-def pick(lab: str, *names: str) -> Path:
-    """The first implementation folder of `lab` that exists (solution, else starter)."""
-    for name in names:
-        path = REPO_ROOT / "labs" / lab / name
-        if (path / "app").is_dir():
-            return path
-    return REPO_ROOT / "labs" / lab / names[-1]
 
 
 @contextlib.contextmanager
@@ -162,11 +154,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200, help="locust users (in flight)")
     parser.add_argument("--latency-ms", type=int, default=1000, help="pricing latency per call")
     parser.add_argument(
-        "--sync-impl", type=Path, default=pick("lab03_cache", "solution", "starter")
+        "--sync-impl", type=Path, default=default_impl(REPO_ROOT / "labs" / "lab03_cache")
     )
-    parser.add_argument(
-        "--async-impl", type=Path, default=pick("lab04_async", "solution", "starter")
-    )
+    parser.add_argument("--async-impl", type=Path, default=default_impl(LAB_DIR))
     args = parser.parse_args()
     settings = ServiceSettings()
     try:

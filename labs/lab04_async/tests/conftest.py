@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import redis
 
 from labs.lab03_cache.tests.conftest import SEED_SQL
 from labs.lab04_async.tests.pricing_control import PricingControl
@@ -65,20 +64,3 @@ def pricing(pricing_server: AppServer) -> Iterator[PricingControl]:
     """The pricing service's control API: scenarios and counters per item."""
     with httpx.Client(base_url=pricing_server.base_url, timeout=10) as http:
         yield PricingControl(http)
-
-
-@pytest.fixture
-def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
-    """A direct connection to the server's database, to look behind the API's back."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
-    """A direct connection to the Redis the server caches in (lab 3's tests read it)."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
