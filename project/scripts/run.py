@@ -14,7 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
-    settings = Settings(log_json=False)
+    settings = Settings()
+    # Text logs read better in a terminal, so `make run` defaults to them; a LOG_JSON set in
+    # the environment or in .env still wins (Settings records which fields it was given).
+    if "log_json" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"log_json": False})
     port = settings.api_port
     cpus = len(os.sched_getaffinity(0))
     with service_stack(
