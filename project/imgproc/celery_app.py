@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from imgproc.broker import TRANSPORT
 from imgproc.config import Settings
 
 PROCESS_TASK = "imgproc.process_job"
@@ -25,6 +26,8 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery("imgproc", set_as_current=False)
     app.conf.update(
         broker_url=settings.redis_url,
+        # kombu's Redis transport, minus a client construction per message (see broker.py).
+        broker_transport=TRANSPORT,
         broker_transport_options={
             "global_keyprefix": settings.redis_prefix,
             "visibility_timeout": settings.broker_visibility_timeout,

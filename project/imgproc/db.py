@@ -6,6 +6,11 @@ The API uses an async engine (asyncpg); the worker and the reconciler use a sync
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Engine, MetaData, create_engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,7 +20,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from shared.settings import sqlalchemy_url
+from shared.settings import plain_postgres_url, sqlalchemy_url
+
+# Session settings of every worker connection. synchronous_commit=off: see make_sync_engine.
+_WORKER_OPTIONS = "-c synchronous_commit=off"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -57,8 +65,45 @@ def make_sync_engine(database_url: str, *, pool_size: int = 2) -> Engine:
         # No ping per checkout (a round trip per transaction): a dropped connection surfaces
         # as OperationalError, which the worker treats as transient and retries.
         pool_pre_ping=False,
-        connect_args={"options": "-c synchronous_commit=off"},
+        connect_args={"options": _WORKER_OPTIONS},
         # Every worker transaction is one statement: autocommit saves the BEGIN and COMMIT
         # round trips around it.
         isolation_level="AUTOCOMMIT",
     )
+
+
+class DriverConnection:
+    """One plain psycopg connection for the worker's per-job statements (claim and done).
+
+    Autocommit (each statement is its own transaction), prepared statements, rows as named
+    tuples. After a connection error the connection is dropped and the next call opens a new
+    one; the error itself reaches the caller, which treats it as transient.
+    """
+
+    DISCONNECTED = (psycopg.OperationalError, psycopg.InterfaceError)
+
+    def __init__(self, database_url: str, *, connect_timeout: int = 5) -> None:
+        self._url = plain_postgres_url(database_url)
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any]) -> Any | None:
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                options=_WORKER_OPTIONS,
+                connect_timeout=self._connect_timeout,
+                row_factory=namedtuple_row,
+            )
+        try:
+            return conn.execute(sql, params, prepare=True).fetchone()
+        except self.DISCONNECTED:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -5,6 +5,7 @@ Settings come from the environment once, at import; the process serves its metri
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
@@ -18,6 +19,11 @@ from imgproc.metrics.worker import start_worker_metrics_server
 
 settings = get_settings()
 configure_logging(json=settings.log_json, level=settings.log_level)
+# Celery's own "Task ... received" / "... succeeded" lines repeat what job_started and job_done
+# say (with less: no job id, no request id) and cost a formatted JSON line each per job.
+# Celery decides at start-up whether to build them, so this must run before the worker starts.
+for _name in ("celery.worker.strategy", "celery.app.trace"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 app = create_celery(settings)
 register_tasks(app, settings)
 

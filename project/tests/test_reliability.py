@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
 from imgproc.config import Settings
+from imgproc.db import make_sync_engine
 from imgproc.images.schemas import GrayscaleParams, Operation
 from imgproc.jobs import repository as repo
 from imgproc.jobs.processor import WorkerContext, backoff_delay, run_job
@@ -61,7 +64,7 @@ def test_worker_sigkilled_mid_job_finishes_after_restart(
 ) -> None:
     s = isolated("crash", processing_timeout_seconds=3)
     slow = s.model_copy(update={"worker_slowdown_seconds": 120})
-    engine = WorkerContext.create(s).engine
+    engine = make_sync_engine(s.database_url)
     port = free_port()
     with running(lambda: start_api(s, logs_dir / "crash-api.log", port=port)):
         base = f"http://127.0.0.1:{port}"
@@ -95,11 +98,85 @@ def test_worker_sigkilled_mid_job_finishes_after_restart(
     engine.dispose()
 
 
+def pool_children(pid: int) -> list[int]:
+    """Child processes of `pid` (a prefork worker's pool), from /proc."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
+def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
+    isolated: Isolated, logs_dir: Path, tmp_path: Path
+) -> None:
+    """Late ack + reject on worker lost + prefetch 1, seen from outside.
+
+    The lease (600 s) and the reconciler's timeouts are far longer than this test, so only the
+    broker giving the message back can bring the killed job back this fast.
+    """
+    hold = tmp_path / "hold"
+    hold.touch()
+    s = isolated(
+        "lost",
+        processing_timeout_seconds=600,
+        queued_timeout_seconds=600,
+        worker_hold_file=hold,
+    )
+    engine = make_sync_engine(s.database_url)
+    client = redis.Redis.from_url(s.redis_url)
+    queue_key = f"{s.redis_prefix}{s.celery_queue}"
+    port = free_port()
+    try:
+        with running(lambda: start_api(s, logs_dir / "lost-api.log", port=port)):
+            base = f"http://127.0.0.1:{port}"
+            worker = start_worker(s, logs_dir / "lost-worker.log", pool="prefork", concurrency=1)
+            try:
+                ids = submit_many(base, 2, seed=300)
+                wait_for(
+                    lambda: any(st == "processing" for st, _ in statuses(engine, ids).values()),
+                    timeout=20,
+                    what="the worker to start a job",
+                )
+                held = next(i for i, (st, _) in statuses(engine, ids).items() if st == "processing")
+                assert client.llen(queue_key) == 1, (
+                    "prefetch 1: a busy worker leaves the next message in the broker"
+                )
+                (child,) = pool_children(worker.pid)
+                os.kill(child, signal.SIGKILL)  # the pool process dies mid-job
+                other = next(i for i in ids if i != held)
+                # The new pool process takes the next message (the other job) and the killed
+                # job's message is back in the broker, behind it.
+                wait_for(
+                    lambda: (
+                        statuses(engine, ids)[other] == ("processing", 1)
+                        and client.llen(queue_key) == 1
+                    ),
+                    timeout=20,
+                    what="the killed job's message to come back to the queue",
+                    interval=0.1,
+                )
+                assert statuses(engine, ids)[held] == ("processing", 1)
+                hold.unlink()
+                wait_for(
+                    lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
+                    timeout=30,
+                    what="both jobs to finish",
+                    interval=0.1,
+                )
+            finally:
+                worker.stop()
+            after = statuses(engine, ids)
+            assert after[held] == ("done", 2), "the killed job ran again, once, and finished"
+            assert all(v == ("done", 1) for i, v in after.items() if i != held)
+            check_results(base, ids)
+    finally:
+        client.close()
+        engine.dispose()
+
+
 def test_broker_data_lost_reconciler_recovers_every_queued_job(
     isolated: Isolated, logs_dir: Path, tmp_path: Path
 ) -> None:
     s = isolated("loss", queued_timeout_seconds=2)
-    engine = WorkerContext.create(s).engine
+    engine = make_sync_engine(s.database_url)
     port = free_port()
     client = redis.Redis.from_url(s.redis_url)
     queue_key = f"{s.redis_prefix}{s.celery_queue}"
@@ -199,7 +276,7 @@ def test_transient_errors_retry_with_backoff_then_give_up(
     assert final.name == "failed" and row.status == "failed" and row.attempts == 3
     assert "gave up after 3 attempts" in row.error and "disk hiccup" in row.error
     assert _retries() - retries_before == 2
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def test_a_transient_error_then_success(
@@ -223,7 +300,7 @@ def test_a_transient_error_then_success(
     assert row.status == "done" and row.attempts == 2 and row.error is None
     assert run_job(ctx, job_id).name == "skipped", "a finished job is never processed again"
     assert _row(ctx, job_id).attempts == 2
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def test_backoff_grows_exponentially_and_is_capped() -> None:
@@ -235,10 +312,10 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
 def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -> None:
     ctx = WorkerContext.create(isolated("claim"))
     job_id = uuid.UUID(_new_job(ctx, seed=3))
-    with ctx.engine.begin() as conn:
-        first = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
-        second = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
+    first = repo.claim(ctx.db, job_id, lease_seconds=60)
+    second = repo.claim(ctx.db, job_id, lease_seconds=60)
     assert first is not None and second is None, "only one worker claims a job"
+    assert first.status == "processing" and first.attempts == 1
     with ctx.engine.begin() as conn:  # the first worker stalls past its lease
         conn.execute(
             text(
@@ -246,14 +323,21 @@ def test_claim_is_exclusive_and_an_expired_lease_is_fenced(isolated: Isolated) -
             ),
             {"id": job_id},
         )
-        taken = conn.execute(*repo.claim(job_id, lease_seconds=60)).first()
+    taken = repo.claim(ctx.db, job_id, lease_seconds=60)
     assert taken is not None and taken.attempts == 2, "an expired lease can be taken over"
+    redelivered = repo.claim(ctx.db, job_id, lease_seconds=60, takeover=True)
+    assert redelivered is not None and redelivered.attempts == 3, (
+        "a message redelivered because its worker died takes the job over at once"
+    )
     done = {"sha256": "0" * 64, "fmt": "PNG", "width": 1, "height": 1}
-    with ctx.engine.begin() as conn:
-        stale = conn.execute(*repo.mark_done(job_id, 1, **done)).first()  # type: ignore[arg-type]
-        fresh = conn.execute(*repo.mark_done(job_id, 2, **done)).first()  # type: ignore[arg-type]
+    stale = repo.mark_done(ctx.db, job_id, 2, **done)  # type: ignore[arg-type]
+    fresh = repo.mark_done(ctx.db, job_id, 3, **done)  # type: ignore[arg-type]
     assert stale is None and fresh is not None, "only the current attempt may finish the job"
-    ctx.engine.dispose()
+    assert fresh.status == "done" and fresh.output_sha256 == "0" * 64
+    assert repo.claim(ctx.db, job_id, lease_seconds=0, takeover=True) is None, (
+        "a finished job is never claimed again, redelivered or not"
+    )
+    ctx.close()
 
 
 def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated) -> None:
@@ -289,7 +373,7 @@ def test_reconciler_resends_stuck_jobs_and_fails_poison_ones(isolated: Isolated)
     assert reconcile(ctx, sent.append) == {"requeued": 0, "failed": 0}, (
         "a job just re-sent gets a full timeout before the next re-send"
     )
-    ctx.engine.dispose()
+    ctx.close()
 
 
 def test_database_down_at_claim_is_a_retry(settings: Settings) -> None:
@@ -301,4 +385,4 @@ def test_database_down_at_claim_is_a_retry(settings: Settings) -> None:
     assert outcome.name == "retry" and outcome.retry_in is not None, (
         "a database that does not answer is transient: the message must be retried, not dropped"
     )
-    ctx.engine.dispose()
+    ctx.close()

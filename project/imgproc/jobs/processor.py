@@ -6,11 +6,14 @@ and use a real worker process for the wiring.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -19,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from imgproc.cache.service import SyncCache
 from imgproc.config import Settings
-from imgproc.db import make_sync_engine
+from imgproc.db import DriverConnection, make_sync_engine
 from imgproc.images.exceptions import ImageError
 from imgproc.images.schemas import Operation, parse_params
 from imgproc.images.service import EncodeOptions, process_image
@@ -33,7 +36,12 @@ log = structlog.get_logger(__name__)
 
 # Errors worth another try: the database, the disk or the network hiccupped. Anything about the
 # image itself is an ImageError and final.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, DBAPIError, OSError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    DBAPIError,
+    *DriverConnection.DISCONNECTED,
+    OSError,
+)
 
 
 @dataclass
@@ -41,15 +49,36 @@ class WorkerContext:
     """Connections of one worker process (created after the fork, never shared)."""
 
     settings: Settings
-    engine: Engine
+    engine: Engine  # SQLAlchemy, for the rare statements (failures, retries, reconciler)
+    db: DriverConnection  # plain psycopg, for the per-job claim and done
     store: ContentStore
     cache: SyncCache
+    # One thread writes statuses to the cache, in order, so the job does not wait for those round
+    # trips: the "processing" one is written while the image is decoded (Pillow releases the GIL).
+    background: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="status")
+    )
+
+    def publish(self, row: Mapping[Any, Any]) -> None:
+        """Write a job's new status to the cache from the background thread, in order."""
+        # The copied context carries the job's log fields (job_id, request_id) to that thread.
+        self.background.submit(contextvars.copy_context().run, _publish_logged, self, row)
+
+    def flush(self) -> None:
+        """Wait until every status written so far is in the cache (before the message is acked)."""
+        self.background.submit(lambda: None).result()
+
+    def close(self) -> None:
+        self.background.shutdown(wait=True)
+        self.db.close()
+        self.engine.dispose()
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerContext:
         return cls(
             settings=settings,
             engine=make_sync_engine(settings.database_url),
+            db=DriverConnection(settings.database_url),
             # Outputs are not fsynced: they can be recomputed from the (fsynced) input, and the
             # API does exactly that if a crash ever loses one (see jobs.service.get_result).
             store=ContentStore(settings.data_dir, fsync=False),
@@ -84,9 +113,9 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def publish_status(ctx: WorkerContext, row: Any) -> None:
+def publish_status(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
     """Write the new status through to the cache (overwriting whatever a reader put there)."""
-    doc = TaskStatus.from_row(row._mapping)
+    doc = TaskStatus.from_row(row)
     ttl = (
         ctx.settings.final_ttl_seconds
         if doc.status in FINAL_STATUSES
@@ -95,22 +124,37 @@ def publish_status(ctx: WorkerContext, row: Any) -> None:
     ctx.cache.set(ctx.cache.keys.status(str(doc.task_id)), doc.model_dump_json(), ttl=ttl)
     if doc.status == JobStatus.FAILED:
         # A failed job must not answer identical requests: let them start a fresh job.
-        ctx.cache.delete(ctx.cache.keys.dedup(row.request_key))
+        ctx.cache.delete(ctx.cache.keys.dedup(row["request_key"]))
+
+
+def _publish_logged(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
+    try:
+        publish_status(ctx, row)
+    except Exception:  # the cache is an optimisation: never lose a job over it
+        log.exception("status_publish_failed", job_id=str(row["id"]))
 
 
 def _fail(ctx: WorkerContext, job: Any, error: str, *, operation: str) -> Outcome:
-    with ctx.engine.begin() as conn:
-        row = conn.execute(repo.mark_failed(job.id, job.attempts, error=error)).first()
-    if row is None:
+    try:
+        with ctx.engine.begin() as conn:
+            row = conn.execute(repo.mark_failed(job.id, job.attempts, error=error)).first()
+    except TRANSIENT_ERRORS:
+        # Not recorded: the job stays `processing`; the reconciler re-sends it after its lease
+        # and the next attempt records the outcome.
+        log.warning("job_fail_unrecorded", error=error, exc_info=True)
         return Outcome("skipped")
-    publish_status(ctx, row)
+    if row is None:
+        JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
+        return Outcome("skipped")
+    ctx.publish(row._mapping)
     JOBS_PROCESSED.labels(operation=operation, outcome="failed").inc()
     log.warning("job_failed", error=error)
     return Outcome("failed")
 
 
 def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: str) -> Outcome:
-    error = f"transient error: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+    kind = "transient" if isinstance(exc, TRANSIENT_ERRORS) else "unexpected"
+    error = f"{kind} error: {type(exc).__name__}: {(str(exc).strip() or '-').splitlines()[0][:300]}"
     settings = ctx.settings
     if job.attempts >= settings.max_attempts:
         return _fail(
@@ -125,7 +169,7 @@ def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: 
                 repo.release_for_retry(job.id, job.attempts, error=error, delay=delay)
             ).first()
         if row is not None:
-            publish_status(ctx, row)
+            ctx.publish(row._mapping)
     except TRANSIENT_ERRORS:
         # The database is the trouble: the reconciler re-sends the job once its lease ends.
         log.warning("job_release_failed", exc_info=True)
@@ -135,8 +179,12 @@ def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: 
     return Outcome("retry", retry_in=delay)
 
 
-def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
-    """Process job `job_id` at most once per successful claim; never raise for bad images."""
+def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Outcome:
+    """Process job `job_id` at most once per successful claim; never raise for bad images.
+
+    `redelivered`: the broker gave this message back because the worker that had it died, so a
+    `processing` row is that dead worker's and is taken over at once (see repository.claim).
+    """
     try:
         uid = uuid.UUID(job_id)
     except ValueError:
@@ -144,10 +192,9 @@ def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
         return Outcome("skipped")
     settings = ctx.settings
     try:
-        with ctx.engine.begin() as conn:
-            job = conn.execute(
-                *repo.claim(uid, lease_seconds=settings.processing_timeout_seconds)
-            ).first()
+        job = repo.claim(
+            ctx.db, uid, lease_seconds=settings.processing_timeout_seconds, takeover=redelivered
+        )
     except TRANSIENT_ERRORS as exc:
         # Nothing was claimed, so nothing to release: just try this message again later.
         delay = backoff_delay(1, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
@@ -155,7 +202,7 @@ def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
         return Outcome("retry", retry_in=delay)
     if job is None:
         # Already finished, or another worker holds a live lease: a redelivery, not work.
-        log.info("job_not_claimed", job_id=job_id)
+        log.info("job_not_claimed", job_id=job_id, redelivered=redelivered)
         return Outcome("skipped")
     operation = job.operation
     structlog.contextvars.bind_contextvars(
@@ -163,7 +210,13 @@ def run_job(ctx: WorkerContext, job_id: str) -> Outcome:
     )
     try:
         return _process_claimed(ctx, job, operation)
+    except Exception as exc:
+        # A bug or a surprise, not the image's fault: retried like a transient error, then
+        # failed with the real reason, instead of leaving the job `processing` until its lease.
+        log.exception("job_crashed")
+        return _retry_or_fail(ctx, job, exc, operation)
     finally:
+        ctx.flush()  # late acknowledgement: the cache is up to date before the message goes
         structlog.contextvars.unbind_contextvars("job_id", "request_id", "operation", "attempt")
 
 
@@ -177,7 +230,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
             f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}",
             operation=operation,
         )
-    publish_status(ctx, job)
+    ctx.publish(job._asdict())
     started = time.perf_counter()
     try:
         data = ctx.store.get(job.input_sha256)
@@ -187,6 +240,8 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _retry_or_fail(ctx, job, exc, operation)
     if settings.worker_slowdown_seconds:
         time.sleep(settings.worker_slowdown_seconds)
+    while settings.worker_hold_file is not None and settings.worker_hold_file.exists():
+        time.sleep(0.05)
     try:
         params = parse_params(Operation(operation), job.params)
         result = process_image(
@@ -204,26 +259,24 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _fail(ctx, job, exc.message, operation=operation)
     try:
         digest, _ = ctx.store.put(result.data)
-        with ctx.engine.begin() as conn:
-            row = conn.execute(
-                *repo.mark_done(
-                    job.id,
-                    job.attempts,
-                    sha256=digest,
-                    fmt=result.format,
-                    width=result.width,
-                    height=result.height,
-                )
-            ).first()
+        row = repo.mark_done(
+            ctx.db,
+            job.id,
+            job.attempts,
+            sha256=digest,
+            fmt=result.format,
+            width=result.width,
+            height=result.height,
+        )
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(ctx, job, exc, operation)
     if row is None:
         log.warning("job_lease_lost")  # another worker took over; its outcome stands
         JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
         return Outcome("skipped")
+    ctx.publish(row._asdict())
     elapsed = time.perf_counter() - started
     PROCESSING_SECONDS.labels(operation=operation).observe(elapsed)
     JOBS_PROCESSED.labels(operation=operation, outcome="done").inc()
-    publish_status(ctx, row)
     log.info("job_done", seconds=round(elapsed, 4), width=result.width, height=result.height)
     return Outcome("done")

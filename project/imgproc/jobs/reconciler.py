@@ -42,7 +42,7 @@ def reconcile(ctx: WorkerContext, send: Callable[[str], None]) -> dict[str, int]
                     )
                 ).first()
             if row is not None:
-                publish_status(ctx, row)
+                publish_status(ctx, row._mapping)
                 counts["failed"] += 1
             continue
         send(str(job.id))

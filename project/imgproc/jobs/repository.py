@@ -1,4 +1,7 @@
-"""SQL for the job table, as Core statements both the async API and the sync worker execute.
+"""SQL for the job table.
+
+Most statements are SQLAlchemy Core, executed by the async API and by the sync worker; the
+worker's two per-job statements (claim, done) are plain SQL for psycopg (see CLAIM_SQL).
 
 Every state change is a guarded UPDATE: it names the state it expects, so two workers (or a
 redelivered message) can never both move a job forward. `attempts` doubles as a fencing token:
@@ -10,10 +13,11 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Float, Select, Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Select, Table, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
+from imgproc.db import DriverConnection
 from imgproc.jobs.models import Job, JobStatus
 
 jobs = cast(Table, Job.__table__)
@@ -43,30 +47,56 @@ def select_live_by_request_key(request_key: str) -> Select[Any]:
     return select(jobs).where(jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED)
 
 
-# The worker's two hot statements are built once, with bind parameters: constructing a Core
-# statement per job costs more CPU than executing it.
-_CLAIM = (
-    update(jobs)
-    .where(
-        jobs.c.id == bindparam("job_id"),
-        or_(
-            jobs.c.status == JobStatus.QUEUED,
-            and_(
-                jobs.c.status == JobStatus.PROCESSING,
-                jobs.c.started_at
-                < func.now()
-                - func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease", type_=Float)),
-            ),
-        ),
-    )
-    .values(
-        status=JobStatus.PROCESSING,
-        attempts=jobs.c.attempts + 1,
-        started_at=func.now(),
-        updated_at=func.now(),
-    )
-    .returning(*jobs.c)
-)
+# The worker's two per-job statements are plain SQL run on a psycopg connection (DriverConnection
+# in imgproc.db): SQLAlchemy's execute path costs more CPU than the statement itself (measured
+# 0.45 ms against 0.25 ms per job for the pair), and a worker runs them for every single job.
+
+CLAIM_SQL = """
+UPDATE imgproc_jobs
+   SET status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now()
+ WHERE id = %(job_id)s
+   AND (status = 'queued'
+        OR (status = 'processing'
+            AND (%(takeover)s OR started_at < now() - make_interval(secs => %(lease)s))))
+RETURNING *
+"""
+
+MARK_DONE_SQL = """
+UPDATE imgproc_jobs
+   SET status = 'done', output_sha256 = %(sha256)s, output_format = %(format)s,
+       output_width = %(width)s, output_height = %(height)s, error = NULL,
+       updated_at = now(), finished_at = now()
+ WHERE id = %(job_id)s AND status = 'processing' AND attempts = %(attempt)s
+RETURNING *
+"""
+
+
+def claim(
+    db: DriverConnection, job_id: uuid.UUID, *, lease_seconds: float, takeover: bool = False
+) -> Any | None:
+    """queued -> processing; the claimed row, or None if the job is not this worker's to run.
+
+    A processing job is taken over when its lease ran out, or at once with `takeover` (the
+    broker redelivered the message because the worker that held it died). `attempts` goes up
+    either way, so the old holder, should it still be alive, can no longer finish the job.
+    """
+    params = {"job_id": job_id, "lease": float(lease_seconds), "takeover": takeover}
+    return db.fetch_one(CLAIM_SQL, params)
+
+
+def mark_done(
+    db: DriverConnection,
+    job_id: uuid.UUID,
+    attempt: int,
+    *,
+    sha256: str,
+    fmt: str,
+    width: int,
+    height: int,
+) -> Any | None:
+    """processing -> done, only for the attempt that holds the job (else None: fenced off)."""
+    params = {"sha256": sha256, "format": fmt, "width": width, "height": height}
+    return db.fetch_one(MARK_DONE_SQL, {"job_id": job_id, "attempt": attempt, **params})
 
 
 def _owned(job_id: Any, attempt: Any) -> Any:
@@ -75,37 +105,6 @@ def _owned(job_id: Any, attempt: Any) -> Any:
         jobs.c.status == JobStatus.PROCESSING,
         jobs.c.attempts == attempt,
     )
-
-
-_MARK_DONE = (
-    update(jobs)
-    .where(_owned(bindparam("job_id"), bindparam("attempt")))
-    .values(
-        status=JobStatus.DONE,
-        output_sha256=bindparam("out_sha256"),
-        output_format=bindparam("out_format"),
-        output_width=bindparam("out_width"),
-        output_height=bindparam("out_height"),
-        error=None,
-        updated_at=func.now(),
-        finished_at=func.now(),
-    )
-    .returning(*jobs.c)
-)
-
-Statement = tuple[Executable, dict[str, Any]]
-
-
-def claim(job_id: uuid.UUID, *, lease_seconds: float) -> Statement:
-    """queued -> processing (or take over a processing job whose lease ran out)."""
-    return _CLAIM, {"job_id": job_id, "lease": lease_seconds}
-
-
-def mark_done(
-    job_id: uuid.UUID, attempt: int, *, sha256: str, fmt: str, width: int, height: int
-) -> Statement:
-    params = {"out_sha256": sha256, "out_format": fmt, "out_width": width, "out_height": height}
-    return _MARK_DONE, {"job_id": job_id, "attempt": attempt, **params}
 
 
 def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Executable:

@@ -23,7 +23,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name=PROCESS_TASK, bind=True, max_retries=None)
     def process_job(self: Task[Any, Any], job_id: str) -> str:
-        outcome = run_job(context_for(settings), job_id)
+        # kombu marks a message it gave back (its worker died holding it) as redelivered.
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        outcome = run_job(context_for(settings), job_id, redelivered=redelivered)
         if outcome.retry_in is not None:
             # A new message with a countdown; this one is acked. attempts live in PostgreSQL.
             raise self.retry(countdown=outcome.retry_in)
