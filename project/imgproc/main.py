@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgproc.cache.service import AsyncCache
@@ -64,6 +65,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(request, exc.status_code, code, str(exc.detail))
+
+    # A backing service that does not answer is the server's problem and worth a retry: 503.
+    # (asyncpg raises OSError for a refused connection; SQLAlchemy wraps the rest.)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("backend_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+        response = _error(
+            request, 503, "service_unavailable", "a backing service is unavailable; try again"
+        )
+        response.headers["Retry-After"] = "5"
+        return response
+
+    for kind in (OperationalError, InterfaceError, OSError, TimeoutError):
+        app.add_exception_handler(kind, unavailable)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

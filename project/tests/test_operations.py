@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from imgproc.config import Settings
 from imgproc.launch import Child, free_port, running, start_api
 from imgproc.samples import encode, photo_like
+from imgproc.storage.service import ContentStore
 
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
 
@@ -36,6 +38,7 @@ def test_health_readiness_and_docs(client: httpx.Client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "broker": "ok"}
+    assert ready.json()["status"] == "ready"
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/crop", "/grayscale", "/resize", "/task-status/{task_id}", "/result/{task_id}"} <= set(
@@ -110,6 +113,35 @@ def test_api_works_from_postgres_with_the_cache_down(
         assert status["status"] == "done"
         assert client.get(f"/result/{status['task_id']}").status_code == 200
         ready = client.get("/readyz")
-        assert ready.status_code == 503 and "redis" in ready.json()["error"]["message"]
+        assert ready.status_code == 200, "a cache outage must not take a working API out"
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["redis"].startswith("error")
         metrics = samples(client.get("/metrics").text)
         assert value(metrics, "imgproc_cache_requests_total", result="error") >= 2
+
+
+def test_database_down_is_a_503_and_leaves_no_file(
+    settings: Settings, logs_dir: Path, tmp_path: Path
+) -> None:
+    down = settings.model_copy(
+        update={
+            "database_url": "postgresql://postgres@127.0.0.1:1/nowhere",
+            "data_dir": tmp_path / "data",
+        }
+    )
+    port = free_port()
+    with (
+        running(lambda: start_api(down, logs_dir / "api-nodb.log", port=port)),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        data = encode(photo_like(40, 30, seed=510), "PNG")
+        response = client.post("/grayscale", files={"file": ("a.png", data)})
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert response.headers["retry-after"] == "5"
+        assert ContentStore(down.data_dir).count() == 0, "the stored upload was removed again"
+        status = client.get(f"/task-status/{uuid.uuid4()}")
+        assert status.status_code == 503 and status.json()["error"]["code"] == "service_unavailable"
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "postgres" in ready.json()["error"]["message"]

@@ -1,4 +1,4 @@
-"""`/healthz`: the process answers. `/readyz`: PostgreSQL, Redis and the broker answer too."""
+"""`/healthz`: the process answers. `/readyz`: PostgreSQL and the broker answer (and the cache?)."""
 
 from __future__ import annotations
 
@@ -47,15 +47,23 @@ async def _run(check: Callable[[AppState], Awaitable[None]], state: AppState) ->
     return "ok"
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
+@router.get("/readyz", responses={503: {"description": "PostgreSQL or the broker does not answer"}})
 async def readyz(state: StateDep) -> JSONResponse:
+    """Ready when PostgreSQL and the broker answer; the Redis cache is reported, not required.
+
+    Without the cache the API still works from PostgreSQL, so a load balancer must keep
+    sending it traffic: a cache outage is `degraded`, not `not ready`.
+    """
     names = ("postgres", "redis", "broker")
     results = await asyncio.gather(*(_run(c, state) for c in (_postgres, _redis, _broker)))
     checks = dict(zip(names, results, strict=True))
-    if all(r == "ok" for r in results):
-        return JSONResponse({"status": "ready", "checks": checks})
-    failing = ", ".join(n for n, r in checks.items() if r != "ok")
-    return JSONResponse(
-        error_body("not_ready", f"not ready: {failing} did not answer", details=checks),
-        status_code=503,
-    )
+    failing = [name for name in ("postgres", "broker") if checks[name] != "ok"]
+    if failing:
+        return JSONResponse(
+            error_body(
+                "not_ready", f"not ready: {', '.join(failing)} did not answer", details=checks
+            ),
+            status_code=503,
+        )
+    status = "ready" if checks["redis"] == "ok" else "degraded"
+    return JSONResponse({"status": status, "checks": checks})

@@ -135,7 +135,10 @@ async def _forget_unreferenced(state: AppState, digest: str) -> None:
                 select(repo.jobs.c.id).where(repo.jobs.c.input_sha256 == digest).limit(1)
             )
     except Exception:
-        return  # cannot tell: an orphan blob is harmless, a missing one is not
+        # The database is down, so no job can have committed a row for these bytes since we
+        # wrote them: delete. (Only a twin upload racing a database that came back in between
+        # could lose its input; that job then fails with a clear "missing upload" error.)
+        used = None
     if used is None:
         await anyio.to_thread.run_sync(state.store.delete, digest)
 
