@@ -12,7 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from imgproc.images.exceptions import (
     ImageError,
@@ -39,6 +39,16 @@ MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 _ORIENTATION_TAG = 0x0112
+# What turns the stored pixels upright for each EXIF orientation (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _FILTERS = {
     ResampleFilter.NEAREST: Image.Resampling.NEAREST,
     ResampleFilter.BOX: Image.Resampling.BOX,
@@ -116,6 +126,24 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+def _orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1..8); 1 when it is missing, invalid or unreadable.
+
+    The API (upright size, crop bounds) and the worker (transpose) both read it here so they
+    always agree. A broken EXIF block or a value that is not an integer in 1..8 (e.g. an ASCII
+    string) is ignored, as browsers do, instead of failing the job.
+    """
+    try:
+        # The base method, not PngImageFile.getexif: that one decodes every pixel to look for an
+        # eXIf chunk after the image data. Only metadata before the pixels counts, in both places.
+        value = Image.Image.getexif(im).get(_ORIENTATION_TAG, 1)
+    except _DECODE_ERRORS:
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 8:
+        return value
+    return 1
+
+
 def _check_complete(data: bytes, fmt: str) -> None:
     """Refuse a cut-off file from its structure, without decoding the pixels."""
     complete = True
@@ -145,11 +173,7 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
     with im:
         assert im.format is not None  # set by every plugin that opened the file
         _check_pixels(im.width, im.height, max_pixels)
-        try:
-            orientation = int(im.getexif().get(_ORIENTATION_TAG, 1))
-        except _DECODE_ERRORS:
-            orientation = 1  # a broken EXIF block is ignored, as browsers do
-        info = ImageInfo(im.format, im.width, im.height, orientation)
+        info = ImageInfo(im.format, im.width, im.height, _orientation(im))
     _check_complete(data, info.format)
     return info
 
@@ -256,7 +280,7 @@ def process_image(
         assert fmt is not None
         _check_pixels(im.width, im.height, max_pixels)
         icc = im.info.get("icc_profile")
-        orientation = int(im.getexif().get(_ORIENTATION_TAG, 1))
+        orientation = _orientation(im)
         if orientation in _TRANSPOSING_ORIENTATIONS:
             upright = (im.height, im.width)
         else:
@@ -272,8 +296,11 @@ def process_image(
             im.draft("L", im.size)
         im.load()
         source_mode = im.mode
-        ImageOps.exif_transpose(im, in_place=True)
-        result = _apply(im, params, upright)
+        # Our own transpose from the checked value: ImageOps.exif_transpose would re-read the
+        # raw tag and could disagree with the upright size the API validated the request with.
+        method = _UPRIGHT.get(orientation)
+        upright_im = im if method is None else im.transpose(method)
+        result = _apply(upright_im, params, upright)
         icc_bytes = icc if isinstance(icc, bytes) else None
         encoded = _encode(result, fmt, icc_bytes, source_mode, options)
         return ProcessedImage(encoded, fmt, result.width, result.height)
