@@ -6,6 +6,7 @@ import io
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,12 +17,14 @@ from sqlalchemy import Engine, text
 
 from imgproc.celery_app import PROCESS_TASK
 from imgproc.config import Settings
-from imgproc.launch import Child, wait_for
+from imgproc.db import make_sync_engine
+from imgproc.launch import Child, free_port, running, start_api, start_worker, wait_for
 from imgproc.samples import encode, halves, jpeg_with_orientation, photo_like
 from imgproc.storage.service import ContentStore
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
+Isolated = Callable[..., Settings]  # the `isolated` fixture
 
 
 def submit(
@@ -107,10 +110,57 @@ def test_identical_request_is_processed_once(
     assert different.status_code == 202 and different.json()["task_id"] != first.json()["task_id"]
     with db.connect() as conn:
         key_rows = conn.execute(
-            text("SELECT count(*) FROM imgproc_jobs WHERE id = :id"),
+            text(
+                "SELECT count(*) FROM imgproc_jobs WHERE request_key ="
+                " (SELECT request_key FROM imgproc_jobs WHERE id = :id)"
+            ),
             {"id": first.json()["task_id"]},
         ).scalar_one()
-    assert key_rows == 1
+    assert key_rows == 1, "identical requests made one job row"
+
+
+def test_a_repeat_while_the_first_job_runs_shares_it(
+    isolated: Isolated, logs_dir: Path, tmp_path: Path
+) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()  # the worker claims the job, then waits until the file is gone
+    s = isolated("repeat", worker_hold_file=hold)
+    port = free_port()
+    engine = make_sync_engine(s.database_url)
+    data = encode(photo_like(64, 48, seed=41), "PNG")
+    try:
+        with (
+            running(
+                lambda: start_api(s, logs_dir / "repeat-api.log", port=port),
+                lambda: start_worker(s, logs_dir / "repeat-worker.log"),
+            ),
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+        ):
+            first = submit(client, "resize", data, width=32).json()
+            wait_for(
+                lambda: (
+                    client.get(f"/task-status/{first['task_id']}").json()["status"] == "processing"
+                ),
+                timeout=20,
+                what="the worker to start the first job",
+            )
+            again = submit(client, "resize", data, width=32)
+            assert again.status_code == 200 and again.json()["cache_hit"] is True
+            assert again.json()["task_id"] == first["task_id"]
+            assert again.json()["status"] == "processing", "answered at once, while it runs"
+            hold.unlink()
+            wait_for(
+                lambda: client.get(f"/task-status/{first['task_id']}").json()["status"] == "done",
+                timeout=20,
+                what="the job to finish",
+            )
+            out, _ = fetch(client, first["task_id"])
+            assert out.size == (32, 24)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT status, attempts FROM imgproc_jobs")).all()
+        assert [tuple(r) for r in rows] == [("done", 1)], "one job, processed once"
+    finally:
+        engine.dispose()
 
 
 def test_status_cache_is_invalidated_by_the_worker(
@@ -191,9 +241,14 @@ def test_many_concurrent_jobs_all_finish(
     colours = [((i * 7) % 256, (i * 13) % 256, (i * 29) % 256) for i in range(200)]
     ops = ["crop", "grayscale", "resize"]
 
+    def other(c: tuple[int, int, int]) -> tuple[int, int, int]:
+        return (255 - c[0], 255 - c[1], 255 - c[2])
+
     def one(i: int) -> tuple[int, str]:
-        data = encode(Image.new("RGB", (48, 32), colours[i]), "PNG")
-        fields = {"crop": {"left": 8, "top": 8, "width": 16, "height": 8},
+        # Left half one colour, right half another: a wrong crop offset, swapped resize axes
+        # or a mirrored image all put the wrong colour where the checks below look.
+        data = encode(halves((48, 32), colours[i], other(colours[i])), "PNG")
+        fields = {"crop": {"left": 16, "top": 8, "width": 16, "height": 8},
                   "grayscale": {}, "resize": {"width": 24}}[ops[i % 3]]  # fmt: skip
         with httpx.Client(base_url=api_url, timeout=60) as c:
             response = submit(c, ops[i % 3], data, **fields)
@@ -214,16 +269,30 @@ def test_many_concurrent_jobs_all_finish(
         return bool(done == 200)
 
     wait_for(all_done, timeout=120, what="all 200 jobs to be done", interval=0.25)
+
+    def gray(c: tuple[int, int, int]) -> int:
+        return round(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+
+    # (size, a pixel that must be the left colour, one that must be the right colour)
+    expected = {"crop": ((16, 8), (2, 2), (13, 5)),
+                "resize": ((24, 16), (2, 2), (21, 13)),
+                "grayscale": ((48, 32), (2, 2), (45, 29))}  # fmt: skip
     for i, task_id in submitted:
+        op = ops[i % 3]
         out, _ = fetch(stack, task_id)
-        pixel = out.convert("RGB").getpixel((2, 2))
-        assert isinstance(pixel, tuple)
-        r, g, b = colours[i]
-        if ops[i % 3] == "grayscale":
-            assert abs(pixel[0] - round(0.299 * r + 0.587 * g + 0.114 * b)) <= 1
+        size, left_at, right_at = expected[op]
+        assert out.size == size, f"job {i} ({op}): size"
+        left, right = colours[i], other(colours[i])
+        if op == "grayscale":
+            assert out.mode == "L"
+            got_left, got_right = out.getpixel(left_at), out.getpixel(right_at)
+            assert isinstance(got_left, float | int) and isinstance(got_right, float | int)
+            assert abs(got_left - gray(left)) <= 1, f"job {i}: left half"
+            assert abs(got_right - gray(right)) <= 1, f"job {i}: right half"
         else:
-            assert pixel == colours[i], f"job {i} ({ops[i % 3]}) must keep its colour"
-            assert out.size == ((16, 8) if ops[i % 3] == "crop" else (24, 16))
+            rgb = out.convert("RGB")
+            assert rgb.getpixel(left_at) == left, f"job {i} ({op}): left half in place"
+            assert rgb.getpixel(right_at) == right, f"job {i} ({op}): right half in place"
 
 
 def test_a_lost_result_file_is_computed_again(
