@@ -230,7 +230,6 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
             f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}",
             operation=operation,
         )
-    ctx.publish(job._asdict())
     started = time.perf_counter()
     try:
         data = ctx.store.get(job.input_sha256)
@@ -238,6 +237,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _fail(ctx, job, "the stored upload is missing", operation=operation)
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(ctx, job, exc, operation)
+    ctx.publish(job._asdict())  # written while Pillow decodes (it releases the GIL)
     if settings.worker_slowdown_seconds:
         time.sleep(settings.worker_slowdown_seconds)
     while settings.worker_hold_file is not None and settings.worker_hold_file.exists():
