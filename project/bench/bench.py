@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -44,25 +45,64 @@ from shared.settings import ServiceSettings
 from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
 
 BENCH_DIR = Path(__file__).resolve().parent
-OPERATIONS: list[tuple[Operation, OperationParams, dict[str, str]]] = [
-    (Operation.RESIZE, ResizeParams(width=640, height=360), {"width": "640", "height": "360"}),
-    (Operation.GRAYSCALE, GrayscaleParams(), {}),
-    (
-        Operation.CROP,
-        CropParams(left=400, top=200, width=800, height=600),
-        {"left": "400", "top": "200", "width": "800", "height": "600"},
-    ),
-]
+Job = tuple[Operation, OperationParams, dict[str, str]]  # what to do, and its form fields
 
+
+def _crop(left: int, top: int, width: int, height: int) -> Job:
+    fields = {"left": left, "top": top, "width": width, "height": height}
+    return (Operation.CROP, CropParams(**fields), {k: str(v) for k, v in fields.items()})
+
+
+def _resize(width: int, height: int) -> Job:
+    return (
+        Operation.RESIZE,
+        ResizeParams(width=width, height=height),
+        {"width": str(width), "height": str(height)},
+    )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Photos of one size, each with one of three operations in turn."""
+
+    name: str
+    size: tuple[int, int]
+    operations: list[Job]
+
+    def images(self, count: int, seed: int) -> list[bytes]:
+        """`count` different JPEGs (q90). Big ones share a base picture: generating is slow."""
+        width, height = self.size
+        if width * height <= 4_000_000:
+            return [
+                encode(photo_like(width, height, seed=seed + i), "JPEG", quality=90)
+                for i in range(count)
+            ]
+        base = photo_like(width, height, seed=seed)
+        out = []
+        for i in range(count):
+            # One different pixel makes different bytes: a new job, the same work.
+            base.putpixel((i % width, 0), (i % 256, 0, 255 - i % 256))
+            out.append(encode(base, "JPEG", quality=90))
+        return out
+
+    def job(self, i: int) -> Job:
+        return self.operations[i % len(self.operations)]
+
+
+GRAYSCALE: Job = (Operation.GRAYSCALE, GrayscaleParams(), {})
+WORKLOADS = [
+    Workload("1080p", (1920, 1080), [_resize(640, 360), GRAYSCALE, _crop(400, 200, 800, 600)]),
+    Workload("12 MP", (4000, 3000), [_resize(1280, 960), GRAYSCALE, _crop(1600, 1200, 800, 600)]),
+]
 
 PLAIN_CPU: list[float] = []  # CPU seconds per image of each plain loop
 
 
-def plain_loop(images: list[bytes], settings: Settings) -> float:
+def plain_loop(images: list[bytes], settings: Settings, workload: Workload, first: int) -> float:
     """Images per second of the same work in one process, no service around it."""
     started, cpu = time.perf_counter(), time.process_time()
-    for i, data in enumerate(images):
-        op, params, _ = OPERATIONS[i % len(OPERATIONS)]
+    for i, data in enumerate(images, start=first):
+        op, params, _ = workload.job(i)
         process_image(data, op, params, max_pixels=settings.max_pixels)
     PLAIN_CPU.append((time.process_time() - cpu) / len(images))
     return len(images) / (time.perf_counter() - started)
@@ -82,14 +122,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def submit_all(images: list[bytes], base_url: str) -> list[uuid.UUID]:
+def submit_all(images: list[bytes], base_url: str, workload: Workload) -> list[uuid.UUID]:
     """POST every image (4 client threads, keep-alive); return the task ids."""
     local = threading.local()
 
     def submit(i: int) -> uuid.UUID:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base_url, timeout=60)
-        op, _, fields = OPERATIONS[i % len(OPERATIONS)]
+        op, _, fields = workload.job(i)
         response = local.client.post(
             f"/{op.value}", files={"file": ("p.jpg", images[i], "image/jpeg")}, data=fields
         )
@@ -203,7 +243,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=60, help="images through the pipeline")
+    parser.add_argument("--images", type=int, default=120, help="1080p photos, pipeline part")
+    parser.add_argument("--big-images", type=int, default=30, help="12 MP photos (0: skip)")
     parser.add_argument("--users", type=int, default=50, help="locust users")
     parser.add_argument("--seconds", type=int, default=20, help="locust run time")
     parser.add_argument(
@@ -237,66 +278,91 @@ def main() -> None:
             delete_redis_prefix(settings.redis_url, settings.redis_prefix)
 
 
-def bench_pipeline(
-    settings: Settings, root: Path, args: argparse.Namespace, base_url: str, engine: Engine
-) -> None:
-    images = [
-        encode(photo_like(1920, 1080, seed=i), "JPEG", quality=90) for i in range(args.images)
-    ]
+def drain(
+    settings: Settings,
+    root: Path,
+    args: argparse.Namespace,
+    base_url: str,
+    engine: Engine,
+    workload: Workload,
+    count: int,
+) -> dict[str, float]:
+    """One workload: plain loop, then the queue filled through the API and drained by a worker."""
+    images = workload.images(count, seed=1)
     worker = start_worker(settings, root / "w0.log", concurrency=1, pool=args.pool)
     try:
-        warm = [encode(photo_like(1920, 1080, seed=999 + i), "JPEG") for i in range(3)]
-        wait_finished(engine, submit_all(warm, base_url))  # imports, connections
-        plain_before = plain_loop(images[: len(images) // 2], settings)
-        # a) The queue is filled through the API first, then one worker drains it: the
-        #    sustained rate of broker -> claim -> read -> process -> store -> record.
+        warm = workload.images(3, seed=999)
+        wait_finished(engine, submit_all(warm, base_url, workload))  # imports, connections
+        plain_before = plain_loop(images[: count // 2], settings, workload, 0)
+        # The queue is filled through the API first, then one worker drains it: the sustained
+        # rate of broker -> claim -> read -> process -> store -> record.
         worker.stop()
         # The first jobs of a fresh worker pay for its start-up (imports, connections):
         # three warm-up jobs go first and the clock starts when the last of them is done.
-        warm_ids = submit_all(
-            [encode(photo_like(1920, 1080, seed=1999 + i), "JPEG") for i in range(3)],
-            base_url,
-        )
-        ids = submit_all(images, base_url)
+        warm_ids = submit_all(workload.images(3, seed=1999), base_url, workload)
+        ids = submit_all(images, base_url, workload)
         worker = start_worker(settings, root / "w1.log", concurrency=1, pool=args.pool)
         drained = wait_finished(engine, ids, after=warm_ids)
-        plain_after = plain_loop(images[len(images) // 2 :], settings)
-        # b) Uploads and processing at the same time, as clients would use it.
-        fresh = [
-            encode(photo_like(1920, 1080, seed=5000 + i), "JPEG", quality=90)
-            for i in range(len(images))
-        ]
-        cpu_before = cpu_seconds(worker.pid)
-        live = wait_finished(engine, submit_all(fresh, base_url))
-        worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / len(fresh)
+        plain_after = plain_loop(images[count // 2 :], settings, workload, count // 2)
+        result = {
+            "plain_before": plain_before,
+            "plain_after": plain_after,
+            "plain": (plain_before + plain_after) / 2,
+            "pipeline": count / drained["processing"],
+            "kb": sum(map(len, images)) / count / 1024,
+        }
+        if workload is WORKLOADS[0]:
+            # Uploads and processing at the same time, as clients would use it.
+            fresh = workload.images(count, seed=5000)
+            cpu_before = cpu_seconds(worker.pid)
+            live = wait_finished(engine, submit_all(fresh, base_url, workload))
+            result["plain_cpu"] = (PLAIN_CPU[-1] + PLAIN_CPU[-2]) / 2
+            result["worker_cpu"] = (cpu_seconds(worker.pid) - cpu_before) / count
+            result["live"] = count / live["end_to_end"]
+            result["live_seconds"] = live["end_to_end"]
     finally:
         worker.stop()
-    rate_plain = (plain_before + plain_after) / 2
-    rate_pipe = len(images) / drained["processing"]
-    rate_live = len(images) / live["end_to_end"]
+    return result
+
+
+def bench_pipeline(
+    settings: Settings, root: Path, args: argparse.Namespace, base_url: str, engine: Engine
+) -> None:
     print()
     print(
-        f"1) Pipeline throughput: {len(images)} JPEGs 1920x1080, "
-        f"resize 640x360 / grayscale / crop 800x600, one worker process (--pool {args.pool})"
+        f"1) Pipeline throughput: API -> Redis -> one worker process (--pool {args.pool}) ->"
+        " stored result,"
     )
-    print(
-        f"   plain Pillow loop, one process      {rate_plain:7.1f} images/s"
-        f"  (before {plain_before:.1f}, after {plain_after:.1f})"
-    )
-    print(
-        f"   API -> Redis -> worker -> result    {rate_pipe:7.1f} images/s"
-        f"  (queue filled through the API, then drained in {drained['processing']:.2f} s)"
-    )
-    print(f"   ratio pipeline / plain              {rate_pipe / rate_plain:7.2f}  (target >= 0.90)")
-    plain_cpu = statistics.mean(PLAIN_CPU)
-    print(
-        f"   CPU per image: plain {plain_cpu * 1000:.1f} ms, worker {worker_cpu * 1000:.1f} ms"
-        f" (all its processes) -> CPU efficiency {plain_cpu / worker_cpu:.2f}"
-    )
-    print(
-        f"   end to end, uploads concurrent      {rate_live:7.1f} images/s"
-        f"  (first upload to last result, {live['end_to_end']:.2f} s)"
-    )
+    print("   next to a plain Pillow loop doing the same jobs on the same photos in one process.")
+    print("   The queue is filled through the API, then drained. Jobs: resize / grayscale / crop.")
+    print("   photos (JPEG q90)             jobs  plain loop    pipeline  ratio  overhead/job")
+    counts = {"1080p": args.images, "12 MP": args.big_images}
+    results = []
+    for workload in WORKLOADS:
+        count = counts[workload.name]
+        if count <= 0:
+            continue
+        r = drain(settings, root, args, base_url, engine, workload, count)
+        results.append((workload, r))
+        overhead = 1000 / r["pipeline"] - 1000 / r["plain"]
+        label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
+        print(
+            f"   {workload.name:5} {label:22} {count:5} {r['plain']:7.1f}/s {r['pipeline']:9.1f}/s"
+            f" {r['pipeline'] / r['plain']:6.2f}  {overhead:6.1f} ms"
+            f"   (plain before {r['plain_before']:.1f}, after {r['plain_after']:.1f})"
+        )
+    print("   (target: ratio >= 0.90; overhead/job = 1/pipeline - 1/plain)")
+    for workload, r in results:
+        if "worker_cpu" in r:
+            print(
+                f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
+                f" {r['worker_cpu'] * 1000:.1f} ms (all its threads) -> CPU efficiency"
+                f" {r['plain_cpu'] / r['worker_cpu']:.2f}"
+            )
+            print(
+                f"   {workload.name}: end to end with uploads concurrent: {r['live']:.1f} images/s"
+                f" (first upload to last result, {r['live_seconds']:.2f} s)"
+            )
 
 
 def bench_locust(settings: Settings, root: Path, args: argparse.Namespace, base_url: str) -> None:
