@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -145,3 +147,30 @@ def test_database_down_is_a_503_and_leaves_no_file(
         assert status.status_code == 503 and status.json()["error"]["code"] == "service_unavailable"
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "postgres" in ready.json()["error"]["message"]
+
+
+def test_a_hanging_cache_costs_one_timeout_not_one_per_request(
+    settings: Settings, migrated: str, logs_dir: Path
+) -> None:
+    # A port that accepts connections and never answers: a hung Redis, not a stopped one.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        cache_port = silent.getsockname()[1]
+        hung = settings.model_copy(update={"cache_url": f"redis://127.0.0.1:{cache_port}/0"})
+        port = free_port()
+        with (
+            running(lambda: start_api(hung, logs_dir / "api-hungcache.log", port=port)),
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+        ):
+            timings = []
+            for i in range(6):
+                data = encode(photo_like(30, 30, seed=520 + i), "PNG")
+                started = time.perf_counter()
+                response = client.post("/grayscale", files={"file": ("a.png", data)})
+                timings.append(time.perf_counter() - started)
+                assert response.status_code == 202, response.text
+                status = client.get(f"/task-status/{response.json()['task_id']}")
+                assert status.status_code == 200
+    assert timings[0] >= hung.cache_socket_timeout, "the first request meets the hung cache"
+    assert max(timings[1:]) < hung.cache_socket_timeout, (
+        f"later requests skip the cache while it is paused, {timings}"
+    )

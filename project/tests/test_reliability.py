@@ -26,6 +26,7 @@ from imgproc.jobs.reconciler import reconcile
 from imgproc.jobs.service import request_key
 from imgproc.launch import free_port, running, start_api, start_worker, wait_for
 from imgproc.samples import encode, photo_like
+from imgproc.storage.service import ContentStore, sha256_hex
 
 Isolated = Callable[..., Settings]  # the `isolated` fixture
 
@@ -169,6 +170,50 @@ def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
             check_results(base, ids)
     finally:
         client.close()
+        engine.dispose()
+
+
+def test_a_transient_error_in_a_real_worker_is_retried_through_the_broker(
+    isolated: Isolated, logs_dir: Path, tmp_path: Path
+) -> None:
+    s = isolated("retry", retry_backoff_base=0.3, retry_backoff_max=1.0, max_attempts=5)
+    engine = make_sync_engine(s.database_url)
+    data = encode(photo_like(64, 48, seed=400), "PNG")
+    input_path = ContentStore(s.data_dir).path_for(sha256_hex(data))
+    port = free_port()
+    try:
+        with running(lambda: start_api(s, logs_dir / "retry-api.log", port=port)):
+            base = f"http://127.0.0.1:{port}"
+            with httpx.Client(base_url=base, timeout=30) as client:
+                response = client.post("/grayscale", files={"file": ("a.png", data)})
+            task_id = response.json()["task_id"]
+            # The disk "fails": the stored upload cannot be read (IsADirectoryError, an OSError).
+            input_path.unlink()
+            input_path.mkdir()
+            worker = start_worker(s, logs_dir / "retry-worker.log", pool="solo")
+            try:
+                wait_for(
+                    lambda: statuses(engine, [task_id])[task_id][1] >= 2,
+                    timeout=20,
+                    what="a second attempt, sent by Celery's retry",
+                )
+                with engine.connect() as conn:
+                    error = conn.execute(
+                        text("SELECT error FROM imgproc_jobs WHERE id = :id"), {"id": task_id}
+                    ).scalar_one()
+                assert error.startswith("transient error: IsADirectoryError"), error
+                input_path.rmdir()  # the disk is back
+                input_path.write_bytes(data)
+                wait_for(
+                    lambda: statuses(engine, [task_id])[task_id][0] == "done",
+                    timeout=20,
+                    what="the job to finish after the disk came back",
+                )
+                assert worker.log_text().count('"job_retry"') >= 1
+            finally:
+                worker.stop()
+            check_results(base, [task_id])
+    finally:
         engine.dispose()
 
 

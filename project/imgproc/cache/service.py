@@ -12,6 +12,7 @@ fresher value a worker wrote meanwhile. Final states live longer: they never cha
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import redis
@@ -39,38 +40,64 @@ class CacheKeys:
 
 
 class AsyncCache:
-    """The API's cache client (redis.asyncio) with short timeouts so Redis down is cheap."""
+    """The API's cache client (redis.asyncio): short timeouts, and a breaker.
+
+    After an error the cache is skipped for `pause` seconds: a Redis that hangs (rather than
+    refusing connections) would otherwise cost every request a timeout per cache call.
+    """
 
     def __init__(
-        self, url: str, prefix: str, *, timeout: float, observe: CacheObserver = _noop
+        self,
+        url: str,
+        prefix: str,
+        *,
+        timeout: float,
+        observe: CacheObserver = _noop,
+        pause: float = 5.0,
     ) -> None:
         self.keys = CacheKeys(prefix)
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
         self.observe = observe
+        self.pause = pause
+        self._skip_until = 0.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self._skip_until = time.monotonic() + self.pause
+        log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
 
     async def get(self, cache: str, key: str) -> bytes | None:
+        if not self._available():
+            self.observe(cache, "error")
+            return None
         try:
             value: bytes | None = await self.client.get(key)
         except (redis.RedisError, OSError) as exc:
             self.observe(cache, "error")
-            log.warning("cache_unavailable", op="get", error=str(exc))
+            self._failed("get", exc)
             return None
         self.observe(cache, "miss" if value is None else "hit")
         return value
 
     async def set(self, key: str, value: str, *, ttl: int, only_if_missing: bool = False) -> None:
+        if not self._available():
+            return
         try:
             await self.client.set(key, value, ex=ttl, nx=only_if_missing)
         except (redis.RedisError, OSError) as exc:
-            log.warning("cache_unavailable", op="set", error=str(exc))
+            self._failed("set", exc)
 
     async def delete(self, key: str) -> None:
+        if not self._available():
+            return
         try:
             await self.client.delete(key)
         except (redis.RedisError, OSError) as exc:
-            log.warning("cache_unavailable", op="delete", error=str(exc))
+            self._failed("delete", exc)
 
     async def close(self) -> None:
         await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate aclose

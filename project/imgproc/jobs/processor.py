@@ -44,6 +44,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The operation label of a message the worker could not claim: the row was not read.
+UNKNOWN = "unknown"
+
+
 @dataclass
 class WorkerContext:
     """Connections of one worker process (created after the fork, never shared)."""
@@ -189,6 +193,7 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
         uid = uuid.UUID(job_id)
     except ValueError:
         log.error("job_id_malformed", job_id=job_id)
+        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="skipped").inc()
         return Outcome("skipped")
     settings = ctx.settings
     try:
@@ -199,10 +204,13 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
         # Nothing was claimed, so nothing to release: just try this message again later.
         delay = backoff_delay(1, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
         log.warning("job_claim_failed", job_id=job_id, error=str(exc), retry_in=round(delay, 3))
+        RETRIES.labels(operation=UNKNOWN).inc()
+        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="retry").inc()
         return Outcome("retry", retry_in=delay)
     if job is None:
         # Already finished, or another worker holds a live lease: a redelivery, not work.
         log.info("job_not_claimed", job_id=job_id, redelivered=redelivered)
+        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="skipped").inc()
         return Outcome("skipped")
     operation = job.operation
     structlog.contextvars.bind_contextvars(

@@ -23,7 +23,8 @@ log = structlog.get_logger(__name__)
 
 JOBS_PROCESSED = Counter(
     "imgproc_jobs_processed_total",
-    "Jobs finished by a worker, by operation and outcome (done, failed, retry, skipped).",
+    "Messages a worker handled, by operation and outcome (done, failed, retry, skipped);"
+    " operation is 'unknown' for a message whose job was not claimed (a redelivery).",
     ["operation", "outcome"],
 )
 PROCESSING_SECONDS = Histogram(
@@ -33,7 +34,9 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RETRIES = Counter(
-    "imgproc_job_retries_total", "Transient failures scheduled for a retry.", ["operation"]
+    "imgproc_job_retries_total",
+    "Transient failures scheduled for a retry ('unknown': the claim itself failed).",
+    ["operation"],
 )
 REQUEUED = Counter(
     "imgproc_reconciler_requeued_total",

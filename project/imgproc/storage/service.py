@@ -20,6 +20,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ContentStore:
     """Blobs addressed by sha256, written atomically."""
 
@@ -38,6 +46,7 @@ class ContentStore:
         path = self.path_for(digest)
         if path.exists():
             return digest, False
+        created_dirs = not path.parent.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -52,6 +61,12 @@ class ContentStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self.fsync:
+            # The new name (and any new fan-out directory) must reach the disk too, or a power
+            # cut can leave the committed row pointing at a name that was never written.
+            dirs = [path.parent, path.parent.parent, self.root] if created_dirs else [path.parent]
+            for directory in dirs:
+                _fsync_dir(directory)
         return digest, True
 
     def get(self, digest: str) -> bytes:
