@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,16 +94,23 @@ def test_metrics_from_api_and_worker(
     assert retries in worker_metrics, "the retry counter is exported (from 0) per operation"
 
 
+@contextlib.contextmanager
+def api_client(settings: Settings, log: Path) -> Iterator[httpx.Client]:
+    """An API of its own, started with `settings`, and a client for it."""
+    port = free_port()
+    with (
+        running(lambda: start_api(settings, log, port=port)),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        yield client
+
+
 def test_api_works_from_postgres_with_the_cache_down(
     worker: Child, settings: Settings, migrated: str, logs_dir: Path, wait_done: WaitDone
 ) -> None:
     # Same database, queue and worker; only the cache points at a port nobody listens on.
     no_cache = settings.model_copy(update={"cache_url": "redis://127.0.0.1:1/0"})
-    port = free_port()
-    with (
-        running(lambda: start_api(no_cache, logs_dir / "api-nocache.log", port=port)),
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-    ):
+    with api_client(no_cache, logs_dir / "api-nocache.log") as client:
         data = encode(photo_like(50, 50, seed=500), "PNG")
         first = client.post("/grayscale", files={"file": ("a.png", data)})
         assert first.status_code == 202, first.text
@@ -131,11 +139,7 @@ def test_database_down_is_a_503_and_leaves_no_file(
             "data_dir": tmp_path / "data",
         }
     )
-    port = free_port()
-    with (
-        running(lambda: start_api(down, logs_dir / "api-nodb.log", port=port)),
-        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-    ):
+    with api_client(down, logs_dir / "api-nodb.log") as client:
         data = encode(photo_like(40, 30, seed=510), "PNG")
         response = client.post("/grayscale", files={"file": ("a.png", data)})
         assert response.status_code == 503, response.text
@@ -156,11 +160,7 @@ def test_a_hanging_cache_costs_one_timeout_not_one_per_request(
     with socket.create_server(("127.0.0.1", 0)) as silent:
         cache_port = silent.getsockname()[1]
         hung = settings.model_copy(update={"cache_url": f"redis://127.0.0.1:{cache_port}/0"})
-        port = free_port()
-        with (
-            running(lambda: start_api(hung, logs_dir / "api-hungcache.log", port=port)),
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
-        ):
+        with api_client(hung, logs_dir / "api-hungcache.log") as client:
             timings = []
             for i in range(6):
                 data = encode(photo_like(30, 30, seed=520 + i), "PNG")

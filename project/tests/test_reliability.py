@@ -51,6 +51,16 @@ def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, int]]:
     return {str(r.id): (r.status, r.attempts) for r in rows}
 
 
+def wait_all(engine: Engine, ids: list[str], *, timeout: float, what: str) -> None:
+    """Wait until every job in `ids` is done."""
+    wait_for(
+        lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
+        timeout=timeout,
+        what=what,
+        interval=0.1,
+    )
+
+
 def check_results(base_url: str, ids: list[str]) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as client:
         for task_id in ids:
@@ -84,12 +94,7 @@ def test_worker_sigkilled_mid_job_finishes_after_restart(
         assert len(stuck) == 1 and before[stuck[0]][1] == 1, before
         second = start_worker(s, logs_dir / "crash-worker-2.log", beat_schedule=tmp_path / "b2")
         try:
-            wait_for(
-                lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
-                timeout=60,
-                what="every job to finish after the restart",
-                interval=0.25,
-            )
+            wait_all(engine, ids, timeout=60, what="every job to finish after the restart")
         finally:
             second.stop()
         after = statuses(engine, ids)
@@ -156,12 +161,7 @@ def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
                 )
                 assert statuses(engine, ids)[held] == ("processing", 1)
                 hold.unlink()
-                wait_for(
-                    lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
-                    timeout=30,
-                    what="both jobs to finish",
-                    interval=0.1,
-                )
+                wait_all(engine, ids, timeout=30, what="both jobs to finish")
             finally:
                 worker.stop()
             after = statuses(engine, ids)
@@ -242,12 +242,7 @@ def test_broker_data_lost_reconciler_recovers_every_queued_job(
                 assert api.get(f"/task-status/{ids[0]}").json()["status"] == "queued"
             worker = start_worker(s, logs_dir / "loss-worker.log", beat_schedule=tmp_path / "b")
             try:
-                wait_for(
-                    lambda: all(st == "done" for st, _ in statuses(engine, ids).values()),
-                    timeout=60,
-                    what="the reconciler to re-send every lost job",
-                    interval=0.25,
-                )
+                wait_all(engine, ids, timeout=60, what="the reconciler to re-send every lost job")
                 assert "reconciler_requeued" in worker.log_text()
             finally:
                 worker.stop()
