@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 from imgproc.config import VAR_DIR, Settings
 from imgproc.launch import service_stack
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
@@ -25,7 +22,9 @@ def main() -> None:
         settings, port=port, concurrency=cpus, separate_beat=True, logs=VAR_DIR / "logs"
     ) as s:
         print(f"imgproc is running: API {s.base_url}/docs")
-        print(f"  worker metrics http://127.0.0.1:{settings.worker_metrics_port}/metrics")
+        if settings.worker_metrics_port:
+            host, mport = settings.worker_metrics_host, settings.worker_metrics_port
+            print(f"  worker metrics http://{host}:{mport}/metrics")
         print(f"  logs in {s.logs} (api.log, worker.log, beat.log); Ctrl-C stops everything")
         try:
             while all(c.process is not None and c.process.poll() is None for c in s.children):
