@@ -11,7 +11,10 @@ import structlog
 def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
     """Route structlog and stdlib logging to stderr as JSON (or console text for humans)."""
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer()
+        if json
+        # Colours only on a terminal: `make run` sends each process's output to a log file.
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
