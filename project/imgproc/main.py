@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -114,7 +115,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await state.engine.dispose()
         state.publisher.celery.close()
 
-    app = FastAPI(
+    # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline, as in a classroom
+    # without internet); fastapi-offline serves the same pages from files in its wheel.
+    app = FastAPIOffline(
         title="imgproc",
         summary="Asynchronous image processing: crop, grayscale, resize.",
         version="1.0.0",

@@ -42,7 +42,9 @@ def test_health_readiness_and_docs(client: httpx.Client) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "broker": "ok"}
     assert ready.json()["status"] == "ready"
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text, "/docs must work offline"
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/crop", "/grayscale", "/resize", "/task-status/{task_id}", "/result/{task_id}"} <= set(
         paths
