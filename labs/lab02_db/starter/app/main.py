@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.api.routes import health, items
 from app.config import Settings, get_settings
@@ -21,7 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()  # close the pooled connections on shutdown
 
-    app = FastAPI(title=settings.app_name, version="2.0.0", lifespan=lifespan)
+    # FastAPIOffline: /docs served from files in the wheel, so it works without internet.
+    app = FastAPIOffline(title=settings.app_name, version="2.0.0", lifespan=lifespan)
     app.state.session_factory = make_session_factory(engine)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.api.routes import health, items
 from app.cache import make_cache
@@ -30,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()  # close the pooled connections on shutdown
         cache.client.close()
 
-    app = FastAPI(title=settings.app_name, version="3.0.0", lifespan=lifespan)
+    # FastAPIOffline: /docs served from files in the wheel, so it works without internet.
+    app = FastAPIOffline(title=settings.app_name, version="3.0.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.session_factory = make_session_factory(engine)
     app.state.cache = cache
