@@ -49,6 +49,8 @@ for _operation in ("crop", "grayscale", "resize"):
     RETRIES.labels(operation=_operation)
     for _outcome in ("done", "failed", "retry", "skipped"):
         JOBS_PROCESSED.labels(operation=_operation, outcome=_outcome)
+for _status in ("queued", "processing"):
+    REQUEUED.labels(status=_status)
 
 
 class QueueDepthCollector(Collector):
