@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, func, or_, select, text, update
+from sqlalchemy import Select, Table, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import Executable
 
@@ -37,6 +37,17 @@ def insert_job(values: dict[str, Any]) -> Executable:
         )
         .returning(*jobs.c)
     )
+
+
+def lock_blob(digest: str, *, shared: bool) -> Select[Any]:
+    """A transaction-scoped advisory lock on one stored blob.
+
+    Inserting a job that uses the blob takes it shared; deleting the blob because no job uses it
+    takes it exclusive. So a clean-up can never delete a blob between another request's check
+    that the file is there and the commit of the row that points at it.
+    """
+    lock = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+    return select(lock(func.hashtextextended(literal(digest), 0)))
 
 
 def select_job(job_id: uuid.UUID) -> Select[Any]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from imgproc.deps import AppState
 from imgproc.images.exceptions import UnsupportedImage, UploadTooLarge
@@ -88,7 +90,7 @@ async def submit_job(
         # Two tries: the twin that blocked the INSERT may fail in between, freeing the key.
         for _ in range(2):
             async with state.sessions.begin() as session:
-                row = (await session.execute(repo.insert_job(values))).first()
+                row = await insert_using_blob(state, session, values, data)
                 if row is not None:
                     break
                 # An identical live job won the race: answer with it.
@@ -101,7 +103,7 @@ async def submit_job(
             raise RuntimeError(f"request key {key} stayed in conflict without a live job")
     except BaseException:
         if created:
-            await _forget_unreferenced(state, digest)
+            await forget_unreferenced(state, digest)
         raise
     status = TaskStatus.from_row(row._mapping)
     await _remember(state, key, status)
@@ -127,20 +129,39 @@ async def _remember(state: AppState, key: str, status: TaskStatus) -> None:
     )
 
 
-async def _forget_unreferenced(state: AppState, digest: str) -> None:
+async def insert_using_blob(
+    state: AppState, session: AsyncSession, values: dict[str, Any], data: bytes
+) -> Any:
+    """INSERT the job row (or None on a live twin), its input blob guaranteed to be there.
+
+    The shared blob lock keeps a failed twin's clean-up (`forget_unreferenced`) from deleting the
+    file between the check below and this transaction's commit; if a clean-up already deleted it,
+    the bytes are written again.
+    """
+    digest = values["input_sha256"]
+    await session.execute(repo.lock_blob(digest, shared=True))
+    if not await anyio.to_thread.run_sync(state.store.has, digest):
+        await anyio.to_thread.run_sync(state.store.put, data, digest)
+    return (await session.execute(repo.insert_job(values))).first()
+
+
+async def forget_unreferenced(state: AppState, digest: str) -> None:
     """Delete a blob this request wrote if no row points at it (nothing half-written stays)."""
+    used: Any = None
     try:
-        async with state.sessions() as session:
+        async with state.sessions.begin() as session:
+            await session.execute(repo.lock_blob(digest, shared=False))
             used = await session.scalar(
                 select(repo.jobs.c.id).where(repo.jobs.c.input_sha256 == digest).limit(1)
             )
+            if used is None:
+                await anyio.to_thread.run_sync(state.store.delete, digest)
     except Exception:
-        # The database is down, so no job can have committed a row for these bytes since we
-        # wrote them: delete. (Only a twin upload racing a database that came back in between
-        # could lose its input; that job then fails with a clear "missing upload" error.)
-        used = None
-    if used is None:
-        await anyio.to_thread.run_sync(state.store.delete, digest)
+        if used is None:
+            # The database did not answer, which is most likely why this request failed too:
+            # delete rather than leave an orphan. (A twin upload committing through a database
+            # that answers it but not us could lose its input; it then fails, clearly.)
+            await anyio.to_thread.run_sync(state.store.delete, digest)
 
 
 async def _status_or_none(state: AppState, job_id: uuid.UUID) -> TaskStatus | None:

@@ -69,6 +69,9 @@ class ContentStore:
                 _fsync_dir(directory)
         return digest, True
 
+    def has(self, digest: str) -> bool:
+        return self.path_for(digest).is_file()
+
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
 

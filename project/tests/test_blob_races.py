@@ -1,0 +1,82 @@
+"""A failed request's clean-up and an identical upload racing it never lose the blob.
+
+Two requests with the same bytes share one stored file. If one fails (its INSERT did not
+happen), it deletes the file unless a job uses it; the other may be between "the file is there"
+and the commit of its row. Both interleavings are forced here with real PostgreSQL sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from imgproc.config import Settings
+from imgproc.deps import AppState
+from imgproc.images.schemas import GrayscaleParams, Operation
+from imgproc.jobs import repository as repo
+from imgproc.jobs.service import forget_unreferenced, insert_using_blob, request_key
+from imgproc.main import create_app
+from imgproc.samples import encode, photo_like
+from imgproc.storage.service import sha256_hex
+
+
+def job_values(data: bytes) -> dict[str, Any]:
+    digest = sha256_hex(data)
+    return {
+        "id": uuid.uuid4(),
+        "operation": "grayscale",
+        "params": {},
+        "status": "queued",
+        "request_key": request_key(digest, Operation.GRAYSCALE, GrayscaleParams()),
+        "input_sha256": digest,
+        "input_format": "PNG",
+        "input_bytes": len(data),
+    }
+
+
+def run(settings: Settings, scenario: Any) -> None:
+    async def main() -> None:
+        state: AppState = create_app(settings).state.imgproc
+        try:
+            await scenario(state)
+        finally:
+            await state.engine.dispose()
+            await state.cache.close()
+
+    asyncio.run(main())
+
+
+def test_clean_up_waits_for_a_twin_that_is_inserting(isolated: Any) -> None:
+    data = encode(photo_like(40, 30, seed=600), "PNG")
+    values = job_values(data)
+
+    async def scenario(state: AppState) -> None:
+        state.store.put(data)  # written by the request that will fail
+        async with state.sessions.begin() as twin:  # the twin: lock taken, file checked
+            row = await insert_using_blob(state, twin, values, data)
+            assert row is not None
+            clean_up = asyncio.create_task(forget_unreferenced(state, values["input_sha256"]))
+            await asyncio.sleep(0.5)
+            assert not clean_up.done(), "the clean-up must wait for the twin's transaction"
+        await clean_up  # runs once the twin's row is committed: it sees the row
+        assert state.store.has(values["input_sha256"]), "the twin's input was kept"
+
+    run(isolated("race1"), scenario)
+
+
+def test_a_twin_after_the_clean_up_writes_the_blob_again(isolated: Any) -> None:
+    data = encode(photo_like(40, 30, seed=601), "PNG")
+    values = job_values(data)
+
+    async def scenario(state: AppState) -> None:
+        state.store.put(data)  # the twin saw this file, so it did not write its own
+        await forget_unreferenced(state, values["input_sha256"])  # the failed request
+        assert not state.store.has(values["input_sha256"])
+        async with state.sessions.begin() as twin:
+            assert await insert_using_blob(state, twin, values, data) is not None
+        assert state.store.get(values["input_sha256"]) == data, "the twin wrote it again"
+        async with state.sessions() as session:
+            assert (await session.execute(repo.select_job(values["id"]))).first() is not None
+
+    run(isolated("race2"), scenario)
