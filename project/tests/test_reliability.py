@@ -51,6 +51,16 @@ def statuses(engine: Engine, ids: list[str]) -> dict[str, tuple[str, int]]:
     return {str(r.id): (r.status, r.attempts) for r in rows}
 
 
+def wait_one_processing(engine: Engine, ids: list[str], *, what: str) -> str:
+    """Wait until a worker has claimed one of `ids`; return that job's id."""
+    wait_for(
+        lambda: any(st == "processing" for st, _ in statuses(engine, ids).values()),
+        timeout=20,
+        what=what,
+    )
+    return next(i for i, (st, _) in statuses(engine, ids).items() if st == "processing")
+
+
 def wait_all(engine: Engine, ids: list[str], *, timeout: float, what: str) -> None:
     """Wait until every job in `ids` is done."""
     wait_for(
@@ -82,11 +92,7 @@ def test_worker_sigkilled_mid_job_finishes_after_restart(
         first = start_worker(slow, logs_dir / "crash-worker-1.log", beat_schedule=tmp_path / "b1")
         try:
             ids = submit_many(base, 3, seed=100)
-            wait_for(
-                lambda: any(st == "processing" for st, _ in statuses(engine, ids).values()),
-                timeout=20,
-                what="the slow worker to start a job",
-            )
+            wait_one_processing(engine, ids, what="the slow worker to start a job")
         finally:
             first.kill()  # SIGKILL to the whole group: main process and pool child
         before = statuses(engine, ids)
@@ -136,12 +142,7 @@ def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
             worker = start_worker(s, logs_dir / "lost-worker.log", pool="prefork", concurrency=1)
             try:
                 ids = submit_many(base, 2, seed=300)
-                wait_for(
-                    lambda: any(st == "processing" for st, _ in statuses(engine, ids).values()),
-                    timeout=20,
-                    what="the worker to start a job",
-                )
-                held = next(i for i, (st, _) in statuses(engine, ids).items() if st == "processing")
+                held = wait_one_processing(engine, ids, what="the worker to start a job")
                 assert client.llen(queue_key) == 1, (
                     "prefetch 1: a busy worker leaves the next message in the broker"
                 )
