@@ -46,7 +46,8 @@ class ContentStore:
         path = self.path_for(digest)
         if path.exists():
             return digest, False
-        created_dirs = not path.parent.exists()
+        # Only an fsync'd store needs to know (the worker's output store skips the stat).
+        created_dirs = self.fsync and not path.parent.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
