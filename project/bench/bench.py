@@ -12,8 +12,10 @@ Everything runs in a throw-away database and Redis prefix, removed at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,12 +26,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, text
 
 from imgproc.config import Settings
 from imgproc.db import make_sync_engine
+from imgproc.images.memory import keep_freed_memory
 from imgproc.images.schemas import (
     CropParams,
     GrayscaleParams,
@@ -37,8 +41,8 @@ from imgproc.images.schemas import (
     OperationParams,
     ResizeParams,
 )
-from imgproc.images.service import process_image
-from imgproc.launch import free_port, settings_env, start_api, start_worker, wait_for
+from imgproc.images.service import EncodeOptions, process_image
+from imgproc.launch import Child, free_port, settings_env, start_api, start_worker, wait_for
 from imgproc.migrate import upgrade
 from imgproc.samples import encode, photo_like
 from shared.settings import ServiceSettings
@@ -68,19 +72,16 @@ class Workload:
     name: str
     size: tuple[int, int]
     operations: list[Job]
+    bases: int  # different base pictures
 
     def images(self, count: int, seed: int) -> list[bytes]:
-        """`count` different JPEGs (q90). Big ones share a base picture: generating is slow."""
+        """`count` different JPEGs (q90). Generating a photo is slow, so a few base pictures
+        are made and each copy differs from its base by one pixel: a new job, the same work."""
         width, height = self.size
-        if width * height <= 4_000_000:
-            return [
-                encode(photo_like(width, height, seed=seed + i), "JPEG", quality=90)
-                for i in range(count)
-            ]
-        base = photo_like(width, height, seed=seed)
+        bases = [photo_like(width, height, seed=seed + b) for b in range(min(count, self.bases))]
         out = []
         for i in range(count):
-            # One different pixel makes different bytes: a new job, the same work.
+            base = bases[i % len(bases)]
             base.putpixel((i % width, 0), (i % 256, 0, 255 - i % 256))
             out.append(encode(base, "JPEG", quality=90))
         return out
@@ -91,21 +92,59 @@ class Workload:
 
 GRAYSCALE: Job = (Operation.GRAYSCALE, GrayscaleParams(), {})
 WORKLOADS = [
-    Workload("1080p", (1920, 1080), [_resize(640, 360), GRAYSCALE, _crop(400, 200, 800, 600)]),
-    Workload("12 MP", (4000, 3000), [_resize(1280, 960), GRAYSCALE, _crop(1600, 1200, 800, 600)]),
+    Workload(
+        "1080p", (1920, 1080), [_resize(640, 360), GRAYSCALE, _crop(400, 200, 800, 600)], bases=24
+    ),
+    Workload(
+        "12 MP", (4000, 3000), [_resize(1280, 960), GRAYSCALE, _crop(1600, 1200, 800, 600)], bases=1
+    ),
+    # Next to no Pillow work: the pipeline's rate here is its fixed cost per job.
+    Workload("tiny", (64, 48), [_resize(32, 24), GRAYSCALE, _crop(8, 8, 32, 32)], bases=24),
 ]
 
-PLAIN_CPU: list[float] = []  # CPU seconds per image of each plain loop
 
+class PlainLoop:
+    """The baseline: the same jobs on the same photos, one after another in this process.
 
-def plain_loop(images: list[bytes], settings: Settings, workload: Workload, first: int) -> float:
-    """Images per second of the same work in one process, no service around it."""
-    started, cpu = time.perf_counter(), time.process_time()
-    for i, data in enumerate(images, start=first):
-        op, params, _ = workload.job(i)
-        process_image(data, op, params, max_pixels=settings.max_pixels)
-    PLAIN_CPU.append((time.process_time() - cpu) / len(images))
-    return len(images) / (time.perf_counter() - started)
+    What any script would do with a folder of photos: read a file, process it with the same
+    function the worker calls, write the result to a file. Timed in blocks (see `interleaved`).
+    """
+
+    def __init__(self, paths: list[Path], out_dir: Path, settings: Settings, workload: Workload):
+        self.paths, self.out_dir, self.workload = paths, out_dir, workload
+        self.options = EncodeOptions(
+            jpeg_quality=settings.jpeg_quality,
+            webp_quality=settings.webp_quality,
+            png_compress_level=settings.png_compress_level,
+        )
+        self.max_pixels = settings.max_pixels
+        self.next = 0
+        self.images = 0
+        self.seconds = 0.0
+        self.cpu = 0.0
+
+    def run_for(self, seconds: float) -> None:
+        """Process photos (cycling through them) until `seconds` have passed."""
+        started, cpu = time.perf_counter(), time.process_time()
+        while time.perf_counter() - started < seconds:
+            i = self.next % len(self.paths)
+            op, params, _ = self.workload.job(i)
+            result = process_image(
+                self.paths[i].read_bytes(),
+                op,
+                params,
+                max_pixels=self.max_pixels,
+                options=self.options,
+            )
+            (self.out_dir / f"{i}.{result.format.lower()}").write_bytes(result.data)
+            self.next += 1
+            self.images += 1
+        self.seconds += time.perf_counter() - started
+        self.cpu += time.process_time() - cpu
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
 
 
 def cpu_seconds(pid: int) -> float:
@@ -243,8 +282,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=120, help="1080p photos, pipeline part")
-    parser.add_argument("--big-images", type=int, default=30, help="12 MP photos (0: skip)")
+    parser.add_argument("--images", type=int, default=300, help="1080p photos, pipeline part")
+    parser.add_argument("--big-images", type=int, default=40, help="12 MP photos (0: skip)")
+    parser.add_argument("--tiny-images", type=int, default=300, help="64x48 photos (0: skip)")
+    parser.add_argument(
+        "--window", type=float, default=0.3, help="seconds per worker window / plain block"
+    )
     parser.add_argument("--users", type=int, default=50, help="locust users")
     parser.add_argument("--seconds", type=int, default=20, help="locust run time")
     parser.add_argument(
@@ -255,6 +298,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["pipeline", "locust", "cache"], help="run one part")
     args = parser.parse_args()
 
+    # The worker keeps freed image memory (imgproc.images.memory); so does the plain loop here.
+    keep_freed_memory()
     run_id = new_run_id()
     base = ServiceSettings()
     with (
@@ -269,13 +314,57 @@ def main() -> None:
             data_dir=root / "data",
             worker_metrics_port=0,
             prometheus_multiproc_dir=None,
-            log_level="WARNING",
+            # As deployed: the worker writes its two JSON lines per job, and they cost CPU.
+            log_level="INFO",
         )
         try:
             upgrade(url)
             run(settings, root, args)
         finally:
             delete_redis_prefix(settings.redis_url, settings.redis_prefix)
+
+
+def finished_at(engine: Engine, ids: list[uuid.UUID]) -> list[float]:
+    """Finish times (epoch seconds, the database's clock) of the jobs of `ids` that are done."""
+    with engine.connect() as conn:
+        return [
+            float(t)
+            for t in conn.execute(
+                text(
+                    "SELECT extract(epoch FROM finished_at) FROM imgproc_jobs"
+                    " WHERE id = ANY(:ids) AND status = 'done'"
+                ),
+                {"ids": ids},
+            ).scalars()
+        ]
+
+
+def interleaved(
+    worker: Child, engine: Engine, ids: list[uuid.UUID], plain: PlainLoop, window: float
+) -> tuple[float, list[tuple[float, float]]]:
+    """Drain the queued jobs in short windows, alternating with blocks of the plain loop.
+
+    The worker runs only inside its windows (SIGSTOP/SIGCONT on its process group) and the
+    plain loop only outside them, so both sides see the same machine: this VM's speed drifts by
+    up to 20 % within seconds, which a plain-before / pipeline / plain-after layout turns into
+    noise in the ratio. Returns the worker's running time and its windows (epoch seconds).
+    """
+    windows: list[tuple[float, float]] = []
+    while True:
+        plain.run_for(window)
+        os.killpg(worker.pid, signal.SIGCONT)
+        start = time.time()
+        time.sleep(window)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        windows.append((start, time.time()))
+        done = finished_at(engine, ids)
+        if len(done) == len(ids):
+            break
+        if len(windows) > 10_000:
+            raise TimeoutError("the pipeline did not finish")
+    # The last window ends at the last finish: the time after it was the worker idling.
+    windows[-1] = (windows[-1][0], max(windows[-1][0], max(done)))
+    return sum(end - start for start, end in windows), windows
 
 
 def drain(
@@ -286,41 +375,57 @@ def drain(
     engine: Engine,
     workload: Workload,
     count: int,
-) -> dict[str, float]:
-    """One workload: plain loop, then the queue filled through the API and drained by a worker."""
+) -> dict[str, Any]:
+    """One workload: the queue filled through the API, drained by one worker, next to plain."""
     images = workload.images(count, seed=1)
-    worker = start_worker(settings, root / "w0.log", concurrency=1, pool=args.pool)
+    in_dir, out_dir = root / f"plain-{workload.name}-in", root / f"plain-{workload.name}-out"
+    in_dir.mkdir()
+    out_dir.mkdir()
+    paths = []
+    for i, data in enumerate(images):
+        paths.append(in_dir / f"{i}.jpg")
+        paths[-1].write_bytes(data)
+    plain = PlainLoop(paths, out_dir, settings, workload)
+    worker = start_worker(settings, root / f"w-{workload.name}.log", concurrency=1, pool=args.pool)
     try:
-        warm = workload.images(3, seed=999)
-        wait_finished(engine, submit_all(warm, base_url, workload))  # imports, connections
-        plain_before = plain_loop(images[: count // 2], settings, workload, 0)
-        # The queue is filled through the API first, then one worker drains it: the sustained
-        # rate of broker -> claim -> read -> process -> store -> record.
-        worker.stop()
-        # The first jobs of a fresh worker pay for its start-up (imports, connections):
-        # three warm-up jobs go first and the clock starts when the last of them is done.
-        warm_ids = submit_all(workload.images(3, seed=1999), base_url, workload)
+        # Imports, connections, Pillow's first use: warm both sides up before the clock starts.
+        wait_finished(engine, submit_all(workload.images(3, seed=999), base_url, workload))
+        plain.run_for(0.2)
+        plain.images, plain.seconds, plain.cpu = 0, 0.0, 0.0
+        # The worker is paused while the queue fills: then it only ever drains a full queue.
+        os.killpg(worker.pid, signal.SIGSTOP)
         ids = submit_all(images, base_url, workload)
-        worker = start_worker(settings, root / "w1.log", concurrency=1, pool=args.pool)
-        drained = wait_finished(engine, ids, after=warm_ids)
-        plain_after = plain_loop(images[count // 2 :], settings, workload, count // 2)
-        result = {
-            "plain_before": plain_before,
-            "plain_after": plain_after,
-            "plain": (plain_before + plain_after) / 2,
-            "pipeline": count / drained["processing"],
+        cpu_before = cpu_seconds(worker.pid)
+        seconds, windows = interleaved(worker, engine, ids, plain, args.window)
+        worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / count
+        os.killpg(worker.pid, signal.SIGCONT)
+        finishes = sorted(finished_at(engine, ids))
+        thirds = []
+        for part in range(3):
+            part_windows = windows[part * len(windows) // 3 : (part + 1) * len(windows) // 3]
+            jobs = sum(1 for t in finishes if any(a <= t <= b + 0.005 for a, b in part_windows))
+            span = sum(b - a for a, b in part_windows)
+            thirds.append(jobs / span if span else 0.0)
+        result: dict[str, Any] = {
+            "plain": plain.rate,
+            "pipeline": count / seconds,
             "kb": sum(map(len, images)) / count / 1024,
+            "windows": len(windows),
+            "plain_cpu": plain.cpu / plain.images,
+            "worker_cpu": worker_cpu,
+            "thirds": thirds,
+            "plain_images": plain.images,
         }
         if workload is WORKLOADS[0]:
             # Uploads and processing at the same time, as clients would use it.
-            fresh = workload.images(count, seed=5000)
-            cpu_before = cpu_seconds(worker.pid)
-            live = wait_finished(engine, submit_all(fresh, base_url, workload))
-            result["plain_cpu"] = (PLAIN_CPU[-1] + PLAIN_CPU[-2]) / 2
-            result["worker_cpu"] = (cpu_seconds(worker.pid) - cpu_before) / count
+            live = wait_finished(
+                engine, submit_all(workload.images(count, 5000), base_url, workload)
+            )
             result["live"] = count / live["end_to_end"]
             result["live_seconds"] = live["end_to_end"]
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGCONT)
         worker.stop()
     return result
 
@@ -333,10 +438,17 @@ def bench_pipeline(
         f"1) Pipeline throughput: API -> Redis -> one worker process (--pool {args.pool}) ->"
         " stored result,"
     )
-    print("   next to a plain Pillow loop doing the same jobs on the same photos in one process.")
-    print("   The queue is filled through the API, then drained. Jobs: resize / grayscale / crop.")
-    print("   photos (JPEG q90)             jobs  plain loop    pipeline  ratio  overhead/job")
-    counts = {"1080p": args.images, "12 MP": args.big_images}
+    print("   next to a plain Pillow loop (read file, same function, write file) on the same")
+    print("   photos in one process. The queue is filled through the API; then the worker drains")
+    print(
+        f"   it in {args.window:.2f} s windows that alternate with {args.window:.2f} s blocks of"
+        " the plain loop. Jobs: resize / grayscale / crop."
+    )
+    print(
+        "   photos (JPEG q90)             jobs  plain loop    pipeline  ratio  overhead/job"
+        "   ratio by thirds"
+    )
+    counts = {"1080p": args.images, "12 MP": args.big_images, "tiny": args.tiny_images}
     results = []
     for workload in WORKLOADS:
         count = counts[workload.name]
@@ -346,19 +458,23 @@ def bench_pipeline(
         results.append((workload, r))
         overhead = 1000 / r["pipeline"] - 1000 / r["plain"]
         label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
+        thirds = " ".join(f"{t / r['plain']:.2f}" for t in r["thirds"])
         print(
             f"   {workload.name:5} {label:22} {count:5} {r['plain']:7.1f}/s {r['pipeline']:9.1f}/s"
-            f" {r['pipeline'] / r['plain']:6.2f}  {overhead:6.1f} ms"
-            f"   (plain before {r['plain_before']:.1f}, after {r['plain_after']:.1f})"
+            f" {r['pipeline'] / r['plain']:6.2f}  {overhead:6.1f} ms      {thirds}"
         )
-    print("   (target: ratio >= 0.90; overhead/job = 1/pipeline - 1/plain)")
+    print(
+        "   (target: ratio >= 0.90; overhead/job = 1/pipeline - 1/plain: for tiny photos, the"
+        " pipeline's fixed cost per job)"
+    )
     for workload, r in results:
-        if "worker_cpu" in r:
-            print(
-                f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
-                f" {r['worker_cpu'] * 1000:.1f} ms (all its threads) -> CPU efficiency"
-                f" {r['plain_cpu'] / r['worker_cpu']:.2f}"
-            )
+        print(
+            f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
+            f" {r['worker_cpu'] * 1000:.1f} ms (all its threads) -> CPU efficiency"
+            f" {r['plain_cpu'] / r['worker_cpu']:.2f}"
+        )
+    for workload, r in results:
+        if "live" in r:
             print(
                 f"   {workload.name}: end to end with uploads concurrent: {r['live']:.1f} images/s"
                 f" (first upload to last result, {r['live_seconds']:.2f} s)"

@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
     png_compress_level: int = Field(default=3, ge=0, le=9)
+    # Workers keep freed image memory for the next image instead of returning it to the kernel
+    # and faulting it back in (see images/memory.py); off: smaller idle memory, slower big jobs.
+    keep_image_memory: bool = True
     # fsync each upload before its job row is committed (off: faster, but a power cut can leave
     # a row whose input is gone; that job then fails with a clear "missing" error).
     storage_fsync: bool = True

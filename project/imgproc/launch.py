@@ -155,6 +155,7 @@ def worker_args(
 ) -> list[str]:
     args = [
         sys.executable, "-m", "celery", "-A", "imgproc.worker", "worker",
+        # INFO whatever LOG_LEVEL says: start_worker waits for Celery's INFO line "... ready.".
         "--loglevel", "INFO", "--pool", pool, "--concurrency", str(concurrency),
         # No broadcast traffic on a shared Redis; this worker needs none of it.
         "--without-gossip", "--without-mingle", "--without-heartbeat",

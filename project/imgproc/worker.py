@@ -13,12 +13,15 @@ from celery.signals import worker_init
 
 from imgproc.celery_app import create_celery
 from imgproc.config import get_settings
+from imgproc.images.memory import keep_freed_memory
 from imgproc.jobs.tasks import register_tasks
 from imgproc.logging import configure_logging
 from imgproc.metrics.worker import start_worker_metrics_server
 
 settings = get_settings()
 configure_logging(json=settings.log_json, level=settings.log_level)
+# Before the pool forks, so that every pool process keeps its image memory (see images/memory.py).
+KEEPS_IMAGE_MEMORY = settings.keep_image_memory and keep_freed_memory()
 # Celery's own "Task ... received" / "... succeeded" lines repeat what job_started and job_done
 # say (with less: no job id, no request id) and cost a formatted JSON line each per job.
 # Celery decides at start-up whether to build them, so this must run before the worker starts.
@@ -32,5 +35,8 @@ register_tasks(app, settings)
 def _on_worker_init(**_: Any) -> None:
     start_worker_metrics_server(settings)
     structlog.get_logger(__name__).info(
-        "worker_ready", queue=settings.celery_queue, data_dir=str(settings.data_dir)
+        "worker_ready",
+        queue=settings.celery_queue,
+        data_dir=str(settings.data_dir),
+        keeps_image_memory=KEEPS_IMAGE_MEMORY,
     )

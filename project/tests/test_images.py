@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 from array import array
 from collections.abc import Callable
 
@@ -413,3 +415,36 @@ def test_broken_pixel_data_passes_inspection_but_fails_processing() -> None:
     assert inspect_image(data, max_pixels=MAX).format == "PNG"
     with pytest.raises(ImageError):
         process_image(data, Operation.GRAYSCALE, GrayscaleParams(), max_pixels=MAX)
+
+
+# A fresh interpreter allocates and frees 12 MP images (three 16 MB Pillow blocks each, as a
+# worker does per job) and prints the page faults of the last 10.
+_FAULTS_SCRIPT = """
+import resource, sys
+from PIL import Image
+from imgproc.images.memory import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+for i in range(13):
+    if i == 3:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    Image.new("RGB", (4000, 3000), (i, 0, 0)).convert("L")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_kept_image_memory_is_reused_without_page_faults() -> None:
+    def faults(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_SCRIPT, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONPATH": ":".join(sys.path), "PATH": "/usr/bin:/bin"},
+        )
+        return int(out.stdout)
+
+    default, kept = faults("default"), faults("keep")
+    # 10 images x 60 MB of fresh pages each would be ~150,000 faults.
+    assert default > 10_000, f"the default allocator should fault memory back in ({default})"
+    assert kept < 1_000, f"kept memory should be reused ({kept} page faults for 10 images)"

@@ -6,14 +6,12 @@ and use a real worker process for the wiring.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import random
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -56,24 +54,16 @@ class WorkerContext:
     engine: Engine  # SQLAlchemy, for the rare statements (failures, retries, reconciler)
     db: DriverConnection  # plain psycopg, for the per-job claim and done
     store: ContentStore
+    # Status writes are sent without waiting for Redis's reply (see SyncCache): no round trip on
+    # the job's path, and no second thread to compete with Pillow for the GIL.
     cache: SyncCache
-    # One thread writes statuses to the cache, in order, so the job does not wait for those round
-    # trips: the "processing" one is written while the image is decoded (Pillow releases the GIL).
-    background: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="status")
-    )
 
     def publish(self, row: Mapping[Any, Any]) -> None:
-        """Write a job's new status to the cache from the background thread, in order."""
-        # The copied context carries the job's log fields (job_id, request_id) to that thread.
-        self.background.submit(contextvars.copy_context().run, _publish_logged, self, row)
-
-    def flush(self) -> None:
-        """Wait until every status written so far is in the cache (before the message is acked)."""
-        self.background.submit(lambda: None).result()
+        """Write a job's new status through to the cache (sent now, reply read later)."""
+        publish_status(self, row)
 
     def close(self) -> None:
-        self.background.shutdown(wait=True)
+        self.cache.close()
         self.db.close()
         self.engine.dispose()
 
@@ -119,21 +109,20 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
 
 def publish_status(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
     """Write the new status through to the cache (overwriting whatever a reader put there)."""
-    doc = TaskStatus.from_row(row)
-    ttl = (
-        ctx.settings.final_ttl_seconds
-        if doc.status in FINAL_STATUSES
-        else ctx.settings.status_ttl_seconds
-    )
-    ctx.cache.set(ctx.cache.keys.status(str(doc.task_id)), doc.model_dump_json(), ttl=ttl)
-    if doc.status == JobStatus.FAILED:
-        # A failed job must not answer identical requests: let them start a fresh job.
-        ctx.cache.delete(ctx.cache.keys.dedup(row["request_key"]))
-
-
-def _publish_logged(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
     try:
-        publish_status(ctx, row)
+        doc = TaskStatus.from_row(row)
+        ttl = (
+            ctx.settings.final_ttl_seconds
+            if doc.status in FINAL_STATUSES
+            else ctx.settings.status_ttl_seconds
+        )
+        commands: list[tuple[str | int, ...]] = [
+            ("SET", ctx.cache.keys.status(str(doc.task_id)), doc.model_dump_json(), "EX", ttl)
+        ]
+        if doc.status == JobStatus.FAILED:
+            # A failed job must not answer identical requests: let them start a fresh job.
+            commands.append(("DEL", ctx.cache.keys.dedup(row["request_key"])))
+        ctx.cache.send(*commands)
     except Exception:  # the cache is an optimisation: never lose a job over it
         log.exception("status_publish_failed", job_id=str(row["id"]))
 
@@ -224,7 +213,6 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
         log.exception("job_crashed")
         return _retry_or_fail(ctx, job, exc, operation)
     finally:
-        ctx.flush()  # late acknowledgement: the cache is up to date before the message goes
         structlog.contextvars.unbind_contextvars("job_id", "request_id", "operation", "attempt")
 
 
@@ -245,7 +233,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _fail(ctx, job, "the stored upload is missing", operation=operation)
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(ctx, job, exc, operation)
-    ctx.publish(job._asdict())  # written while Pillow decodes (it releases the GIL)
+    ctx.publish(job._asdict())
     if settings.worker_slowdown_seconds:
         time.sleep(settings.worker_slowdown_seconds)
     while settings.worker_hold_file is not None and settings.worker_hold_file.exists():
