@@ -1,7 +1,10 @@
 """`make bench-project`: the capstone's numbers, measured on this machine.
 
 1. Pipeline throughput: N photos through API -> broker -> one worker process -> stored result,
-   next to a plain Pillow loop doing the same operations on the same images in one process.
+   next to a plain Pillow loop doing the same operations on the same images in one process,
+   timed in alternating short windows so that both sides see the same machine. Three photo
+   sizes; the tiny one shows the pipeline's fixed cost per job, and a no-op Celery task shows
+   how much of that is Celery's own message handling.
 2. Submit path: locust, headless, POST /resize with a ~200 KB JPEG (worker stopped: the API
    alone is measured, jobs just queue up).
 3. Cache: latency of a request answered by an identical earlier one vs a new job.
@@ -29,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from sqlalchemy import Engine, text
 
+from imgproc.celery_app import create_celery
 from imgproc.config import Settings
 from imgproc.db import make_sync_engine
 from imgproc.images.memory import keep_freed_memory
@@ -42,13 +47,22 @@ from imgproc.images.schemas import (
     ResizeParams,
 )
 from imgproc.images.service import EncodeOptions, process_image
-from imgproc.launch import Child, free_port, settings_env, start_api, start_worker, wait_for
+from imgproc.launch import (
+    Child,
+    free_port,
+    settings_env,
+    start_api,
+    start_worker,
+    wait_for,
+    worker_args,
+)
 from imgproc.migrate import upgrade
 from imgproc.samples import encode, photo_like
 from shared.settings import ServiceSettings
 from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
 
 BENCH_DIR = Path(__file__).resolve().parent
+NOOP_TASK = "imgproc.bench.noop"  # the task of noop_worker.py (not imported: it starts a worker)
 Job = tuple[Operation, OperationParams, dict[str, str]]  # what to do, and its form fields
 
 
@@ -285,6 +299,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300, help="1080p photos, pipeline part")
     parser.add_argument("--big-images", type=int, default=40, help="12 MP photos (0: skip)")
     parser.add_argument("--tiny-images", type=int, default=300, help="64x48 photos (0: skip)")
+    parser.add_argument("--noop-messages", type=int, default=2000, help="Celery floor (0: skip)")
     parser.add_argument(
         "--window", type=float, default=0.3, help="seconds per worker window / plain block"
     )
@@ -430,6 +445,45 @@ def drain(
     return result
 
 
+def celery_floor(settings: Settings, root: Path, count: int) -> float:
+    """Seconds per message for a solo worker draining `count` no-op messages (see noop_worker)."""
+    sender = create_celery(settings)
+    env = settings_env(settings)
+    env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
+    args = worker_args(pool="solo")
+    args[args.index("imgproc.worker")] = "noop_worker"
+    worker = Child("noop-worker", args, env, root / "noop-worker.log").start()
+    client = redis.Redis.from_url(settings.redis_url)
+    queue, unacked = (
+        f"{settings.redis_prefix}{settings.celery_queue}",
+        f"{settings.redis_prefix}unacked",
+    )
+
+    def drained() -> bool:
+        return client.llen(queue) == 0 and client.hlen(unacked) == 0
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            sender.send_task(NOOP_TASK, args=[str(uuid.uuid4())], queue=settings.celery_queue)
+
+    try:
+        worker.wait_until(lambda: " ready." in worker.log_text(), timeout=30, what="ready")
+        send(50)
+        wait_for(drained, timeout=60, what="the warm-up messages", interval=0.005)
+        os.killpg(worker.pid, signal.SIGSTOP)
+        send(count)
+        started = time.perf_counter()
+        os.killpg(worker.pid, signal.SIGCONT)
+        wait_for(drained, timeout=120, what="the no-op messages", interval=0.002)
+        return (time.perf_counter() - started) / count
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGCONT)
+        worker.stop()
+        client.close()
+        sender.close()
+
+
 def bench_pipeline(
     settings: Settings, root: Path, args: argparse.Namespace, base_url: str, engine: Engine
 ) -> None:
@@ -467,6 +521,12 @@ def bench_pipeline(
         "   (target: ratio >= 0.90; overhead/job = 1/pipeline - 1/plain: for tiny photos, the"
         " pipeline's fixed cost per job)"
     )
+    if args.noop_messages > 0:
+        floor = celery_floor(settings, root, args.noop_messages)
+        print(
+            f"   Celery alone (a no-op task, same configuration, solo): {1 / floor:.0f} messages/s,"
+            f" {floor * 1000:.2f} ms per message"
+        )
     for workload, r in results:
         print(
             f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
