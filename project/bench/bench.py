@@ -403,8 +403,9 @@ def drain(
     plain = PlainLoop(paths, out_dir, settings, workload)
     worker = start_worker(settings, root / f"w-{workload.name}.log", concurrency=1, pool=args.pool)
     try:
-        # Imports, connections, Pillow's first use: warm both sides up before the clock starts.
-        wait_finished(engine, submit_all(workload.images(3, seed=999), base_url, workload))
+        # Imports, connections, Pillow's first use, the allocator's heap growing to its working
+        # size (two jobs of each operation): a worker runs for hours, the clock starts after that.
+        wait_finished(engine, submit_all(workload.images(6, seed=999), base_url, workload))
         plain.run_for(0.2)
         plain.images, plain.seconds, plain.cpu = 0, 0.0, 0.0
         # The worker is paused while the queue fills: then it only ever drains a full queue.
