@@ -133,13 +133,17 @@ class PlainLoop:
         )
         self.max_pixels = settings.max_pixels
         self.next = 0
+        self.reset()
+
+    def reset(self) -> None:
         self.images = 0
         self.seconds = 0.0
         self.cpu = 0.0
+        self.blocks: list[tuple[int, float]] = []  # (images, seconds) of each run_for
 
     def run_for(self, seconds: float) -> None:
         """Process photos (cycling through them) until `seconds` have passed."""
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, images = time.perf_counter(), time.process_time(), self.images
         while time.perf_counter() - started < seconds:
             i = self.next % len(self.paths)
             op, params, _ = self.workload.job(i)
@@ -155,6 +159,7 @@ class PlainLoop:
             self.images += 1
         self.seconds += time.perf_counter() - started
         self.cpu += time.process_time() - cpu
+        self.blocks.append((self.images - images, time.perf_counter() - started))
 
     @property
     def rate(self) -> float:
@@ -375,6 +380,15 @@ def interleaved(
         done = finished_at(engine, ids)
         if len(done) == len(ids):
             break
+        with engine.connect() as conn:
+            failed = conn.execute(
+                text(
+                    "SELECT count(*) FROM imgproc_jobs WHERE id = ANY(:ids) AND status = 'failed'"
+                ),
+                {"ids": ids},
+            ).scalar_one()
+        if failed:
+            raise RuntimeError(f"{failed} jobs failed; see the worker's log in {worker.log_path}")
         if len(windows) > 10_000:
             raise TimeoutError("the pipeline did not finish")
     # The last window ends at the last finish: the time after it was the worker idling.
@@ -407,7 +421,7 @@ def drain(
         # size (two jobs of each operation): a worker runs for hours, the clock starts after that.
         wait_finished(engine, submit_all(workload.images(6, seed=999), base_url, workload))
         plain.run_for(0.2)
-        plain.images, plain.seconds, plain.cpu = 0, 0.0, 0.0
+        plain.reset()
         # The worker is paused while the queue fills: then it only ever drains a full queue.
         os.killpg(worker.pid, signal.SIGSTOP)
         ids = submit_all(images, base_url, workload)
@@ -416,12 +430,18 @@ def drain(
         worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / count
         os.killpg(worker.pid, signal.SIGCONT)
         finishes = sorted(finished_at(engine, ids))
+        # The ratio in each third of the run, each side against its own blocks of that third:
+        # window k of the worker ran right after block k of the plain loop.
         thirds = []
         for part in range(3):
-            part_windows = windows[part * len(windows) // 3 : (part + 1) * len(windows) // 3]
+            first, last = part * len(windows) // 3, (part + 1) * len(windows) // 3
+            part_windows = windows[first:last]
             jobs = sum(1 for t in finishes if any(a <= t <= b + 0.005 for a, b in part_windows))
             span = sum(b - a for a, b in part_windows)
-            thirds.append(jobs / span if span else 0.0)
+            plain_images = sum(n for n, _ in plain.blocks[first:last])
+            plain_seconds = sum(t for _, t in plain.blocks[first:last])
+            if span and plain_images:
+                thirds.append((jobs / span) / (plain_images / plain_seconds))
         result: dict[str, Any] = {
             "plain": plain.rate,
             "pipeline": count / seconds,
@@ -446,12 +466,12 @@ def drain(
     return result
 
 
-def celery_floor(settings: Settings, root: Path, count: int) -> float:
+def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> float:
     """Seconds per message for a solo worker draining `count` no-op messages (see noop_worker)."""
     sender = create_celery(settings)
     env = settings_env(settings)
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
-    args = worker_args(pool="solo")
+    args = worker_args(pool=pool)
     args[args.index("imgproc.worker")] = "noop_worker"
     worker = Child("noop-worker", args, env, root / "noop-worker.log").start()
     client = redis.Redis.from_url(settings.redis_url)
@@ -513,7 +533,7 @@ def bench_pipeline(
         results.append((workload, r))
         overhead = 1000 / r["pipeline"] - 1000 / r["plain"]
         label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
-        thirds = " ".join(f"{t / r['plain']:.2f}" for t in r["thirds"])
+        thirds = " ".join(f"{t:.2f}" for t in r["thirds"])
         print(
             f"   {workload.name:5} {label:22} {count:5} {r['plain']:7.1f}/s {r['pipeline']:9.1f}/s"
             f" {r['pipeline'] / r['plain']:6.2f}  {overhead:6.1f} ms      {thirds}"
@@ -523,9 +543,10 @@ def bench_pipeline(
         " pipeline's fixed cost per job)"
     )
     if args.noop_messages > 0:
-        floor = celery_floor(settings, root, args.noop_messages)
+        floor = celery_floor(settings, root, args.noop_messages, args.pool)
         print(
-            f"   Celery alone (a no-op task, same configuration, solo): {1 / floor:.0f} messages/s,"
+            f"   Celery alone (a no-op task, same configuration, {args.pool}): {1 / floor:.0f}"
+            " messages/s,"
             f" {floor * 1000:.2f} ms per message"
         )
     for workload, r in results:

@@ -21,7 +21,7 @@ from types import FrameType
 import httpx
 
 from imgproc.config import VAR_DIR, Settings
-from imgproc.migrate import upgrade
+from imgproc.migrate import migrate_storage, upgrade
 from shared.services import ServiceUnavailable, ensure_database, require
 from shared.settings import ServiceSettings
 
@@ -240,6 +240,7 @@ def service_stack(
         settings = settings.model_copy(update={"prometheus_multiproc_dir": VAR_DIR / "prometheus"})
     ensure_database(settings.database_url)
     upgrade(settings.database_url)
+    migrate_storage(settings.data_dir)
     logs.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
     try:

@@ -1,4 +1,5 @@
-"""Apply the Alembic migrations (`python -m imgproc.migrate`), waiting briefly for PostgreSQL."""
+"""`python -m imgproc.migrate`: the Alembic migrations (waiting briefly for PostgreSQL), and the
+data directory's layout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from alembic.config import Config
 from tenacity import retry, stop_after_attempt, wait_fixed
 
 from imgproc.config import Settings
+from imgproc.storage.service import ContentStore
 from shared.services import check_postgres
 
 ALEMBIC_INI = Path(__file__).resolve().parents[1] / "alembic.ini"
@@ -32,8 +34,15 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def migrate_storage(data_dir: Path) -> int:
+    """Bring the content-addressed store to the current layout; return the files moved."""
+    return ContentStore(data_dir).migrate_layout()
+
+
 def main() -> None:
-    upgrade(Settings().database_url)
+    settings = Settings()
+    upgrade(settings.database_url)
+    migrate_storage(settings.data_dir)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ import logging
 from typing import Any
 
 import structlog
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 
 from imgproc.celery_app import create_celery
 from imgproc.config import get_settings
 from imgproc.images.memory import keep_freed_memory
+from imgproc.jobs.processor import close_context
 from imgproc.jobs.tasks import register_tasks
 from imgproc.logging import configure_logging
 from imgproc.metrics.worker import start_worker_metrics_server
@@ -40,3 +41,9 @@ def _on_worker_init(**_: Any) -> None:
         data_dir=str(settings.data_dir),
         keeps_image_memory=KEEPS_IMAGE_MEMORY,
     )
+
+
+@worker_process_shutdown.connect  # a prefork pool process
+@worker_shutdown.connect  # the main process (where a solo pool runs its jobs)
+def _on_shutdown(**_: Any) -> None:
+    close_context()

@@ -233,6 +233,14 @@ def test_request_id_reaches_the_worker_log(
     )
 
 
+def test_the_worker_keeps_freed_image_memory(worker: Child) -> None:
+    # imgproc.worker tunes the allocator at import (images/memory.py); it says so when ready.
+    ready = [
+        json.loads(line) for line in worker.log_text().splitlines() if '"worker_ready"' in line
+    ]
+    assert ready and ready[0]["keeps_image_memory"] is True
+
+
 def test_many_concurrent_jobs_all_finish(
     stack: httpx.Client, api_url: str, db: Engine, row_count: Callable[[], int]
 ) -> None:

@@ -66,6 +66,15 @@ class AsyncCache:
     def _available(self) -> bool:
         return time.monotonic() >= self._skip_until
 
+    @staticmethod
+    def _closed_by_server(conn: redis.connection.AbstractConnection) -> bool:
+        # Nothing is due from Redis now, so a readable socket means the server closed it (a
+        # restart, an idle timeout, CLIENT KILL): a write into it would vanish without an error.
+        try:
+            return bool(conn.can_read(timeout=0))
+        except (redis.ConnectionError, OSError):
+            return True
+
     def _failed(self, op: str, exc: BaseException) -> None:
         self._skip_until = time.monotonic() + self.pause
         log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
@@ -110,42 +119,66 @@ class SyncCache:
     add a round trip (~0.2 ms here) to the job's path. So `send` writes the commands to the socket
     and returns; their replies are read by `settle`, which the next `send` calls first (they have
     long arrived by then). One connection, so Redis applies the writes in the order they were
-    sent. Errors are logged and forgotten: the cache is an optimisation, PostgreSQL the truth.
+    sent. Errors are logged and the cache is skipped for `pause` seconds (a Redis that hangs
+    would otherwise cost every job a timeout): the cache is an optimisation, PostgreSQL the truth.
     """
 
-    def __init__(self, url: str, prefix: str, *, timeout: float) -> None:
+    def __init__(self, url: str, prefix: str, *, timeout: float, pause: float = 5.0) -> None:
         self.keys = CacheKeys(prefix)
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        self.pause = pause
+        self._skip_until = 0.0
         self._conn: redis.connection.AbstractConnection | None = None
         self._unread = 0  # replies sent for and not read yet
 
     def send(self, *commands: tuple[str | int, ...]) -> None:
         """Send Redis commands, e.g. `("SET", key, value, "EX", 60)`, without waiting."""
         self.settle()
+        if time.monotonic() < self._skip_until:
+            return
         try:
-            if self._conn is None:
-                self._conn = self.client.connection_pool.get_connection()
+            conn = self._conn
+            if conn is not None and self._closed_by_server(conn):
+                self._drop_quietly()
+                conn = None
+            if conn is None:
+                conn = self._conn = self.client.connection_pool.get_connection()
             # (redis-py's stubs say str; the packed bytes are what it really sends)
-            self._conn.send_packed_command(self._conn.pack_commands(commands))  # type: ignore[arg-type]
+            conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[arg-type]
             self._unread += len(commands)
         except (redis.RedisError, OSError) as exc:
-            self._drop("send", exc)
+            self._failed("send", exc)
 
     def settle(self) -> None:
         """Read the replies to everything sent so far."""
-        try:
-            while self._unread:
-                assert self._conn is not None
-                self._unread -= 1
+        while self._unread:
+            assert self._conn is not None
+            self._unread -= 1
+            try:
                 self._conn.read_response()
-        except (redis.RedisError, OSError) as exc:
-            self._drop("reply", exc)
+            except redis.ResponseError as exc:  # one command failed; the connection is fine
+                log.warning("cache_command_failed", error=str(exc))
+            except (redis.RedisError, OSError) as exc:
+                self._failed("reply", exc)
 
-    def _drop(self, op: str, exc: BaseException) -> None:
-        # A broken (or out of step) connection is closed; the next send opens a new one.
+    @staticmethod
+    def _closed_by_server(conn: redis.connection.AbstractConnection) -> bool:
+        # Nothing is due from Redis now, so a readable socket means the server closed it (a
+        # restart, an idle timeout, CLIENT KILL): a write into it would vanish without an error.
+        try:
+            return bool(conn.can_read(timeout=0))
+        except (redis.ConnectionError, OSError):
+            return True
+
+    def _failed(self, op: str, exc: BaseException) -> None:
         log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
+        self._skip_until = time.monotonic() + self.pause
+        self._drop_quietly()
+
+    def _drop_quietly(self) -> None:
+        # A broken (or out of step) connection is closed; the next send opens a new one.
         if self._conn is not None:
             self._conn.disconnect()
             self.client.connection_pool.release(self._conn)

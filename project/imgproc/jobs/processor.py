@@ -96,6 +96,16 @@ def context_for(settings: Settings) -> WorkerContext:
     return _contexts[pid]
 
 
+def close_context() -> None:
+    """Close this process's context (at shutdown: the cache's last replies are read)."""
+    ctx = _contexts.pop(os.getpid(), None)
+    if ctx is not None:
+        try:
+            ctx.close()
+        except Exception:  # shutting down anyway; say why, do not stop the shutdown
+            log.warning("worker_context_close_failed", exc_info=True)
+
+
 @dataclass(frozen=True)
 class Outcome:
     name: str  # done | failed | retry | skipped

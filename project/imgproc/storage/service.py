@@ -11,6 +11,7 @@ process remembers the directories it has seen, so a write makes no mkdir call at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -51,12 +52,12 @@ class ContentStore:
         path = self.path_for(digest)
         if path.exists():
             return digest, False
-        created_dirs = self._make_dir(path.parent)
+        self._make_dir(path.parent)
         try:
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         except FileNotFoundError:  # the directory was removed behind our back
             self._dirs.discard(path.parent)
-            created_dirs = self._make_dir(path.parent)
+            self._make_dir(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -71,21 +72,42 @@ class ContentStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         if self.fsync:
-            # The new name (and any new fan-out directory) must reach the disk too, or a power
-            # cut can leave the committed row pointing at a name that was never written.
-            dirs = [path.parent, self.root] if created_dirs else [path.parent]
-            for directory in dirs:
-                _fsync_dir(directory)
+            # The new name must reach the disk too, or a power cut can leave the committed row
+            # pointing at a name that was never written.
+            _fsync_dir(path.parent)
         return digest, True
 
-    def _make_dir(self, directory: Path) -> bool:
-        """Make sure `directory` exists; return whether it (or `objects/`) was created now."""
+    def _make_dir(self, directory: Path) -> None:
+        """Make sure `directory` exists (and, for a durable store, that its name is on disk)."""
         if directory in self._dirs:
-            return False
-        created = not directory.exists()
+            return
         directory.mkdir(parents=True, exist_ok=True)
+        if self.fsync:
+            # Whoever created it (this process, another one, a worker that does not fsync), its
+            # entry in objects/ (and that of objects/ in the data directory) must be durable
+            # before a row points below it: at most 257 fsyncs per process, then none.
+            _fsync_dir(self.root)
+            _fsync_dir(self.root.parent)
         self._dirs.add(directory)
-        return created
+
+    def migrate_layout(self) -> int:
+        """Move blobs of the old two-level layout (`objects/ab/cd/<hash>`) up one level.
+
+        Idempotent; returns how many files were moved. Run before the service starts
+        (`python -m imgproc.migrate` and the launchers do).
+        """
+        moved = 0
+        for old in self.root.glob("??/??/*"):
+            if old.is_file() and _HEX64.fullmatch(old.name):
+                os.replace(old, self.path_for(old.name))
+                moved += 1
+        for directory in self.root.glob("??/??"):
+            with contextlib.suppress(OSError):  # not empty: left alone
+                directory.rmdir()
+        if moved and self.fsync:
+            for directory in self.root.glob("??"):
+                _fsync_dir(directory)
+        return moved
 
     def has(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
