@@ -39,12 +39,24 @@ class CacheKeys:
         return f"{self.prefix}status:{job_id}"
 
 
-class AsyncCache:
-    """The API's cache client (redis.asyncio): short timeouts, and a breaker.
+class _Breaker:
+    """After an error the cache is skipped for `pause` seconds: a Redis that hangs (rather than
+    refusing connections) would otherwise cost every request or job a timeout per cache call."""
 
-    After an error the cache is skipped for `pause` seconds: a Redis that hangs (rather than
-    refusing connections) would otherwise cost every request a timeout per cache call.
-    """
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self._skip_until = 0.0
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._skip_until
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self._skip_until = time.monotonic() + self.pause
+        log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
+
+
+class AsyncCache(_Breaker):
+    """The API's cache client (redis.asyncio): short timeouts, and a breaker."""
 
     def __init__(
         self,
@@ -60,24 +72,7 @@ class AsyncCache:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
         self.observe = observe
-        self.pause = pause
-        self._skip_until = 0.0
-
-    def _available(self) -> bool:
-        return time.monotonic() >= self._skip_until
-
-    @staticmethod
-    def _closed_by_server(conn: redis.connection.AbstractConnection) -> bool:
-        # Nothing is due from Redis now, so a readable socket means the server closed it (a
-        # restart, an idle timeout, CLIENT KILL): a write into it would vanish without an error.
-        try:
-            return bool(conn.can_read(timeout=0))
-        except (redis.ConnectionError, OSError):
-            return True
-
-    def _failed(self, op: str, exc: BaseException) -> None:
-        self._skip_until = time.monotonic() + self.pause
-        log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
+        super().__init__(pause)
 
     async def get(self, cache: str, key: str) -> bytes | None:
         if not self._available():
@@ -112,15 +107,15 @@ class AsyncCache:
         await self.client.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
 
 
-class SyncCache:
+class SyncCache(_Breaker):
     """The worker's cache client: write-through of status changes, without waiting for Redis.
 
     A worker writes a status on every transition of every job, and waiting for each reply would
     add a round trip (~0.2 ms here) to the job's path. So `send` writes the commands to the socket
     and returns; their replies are read by `settle`, which the next `send` calls first (they have
     long arrived by then). One connection, so Redis applies the writes in the order they were
-    sent. Errors are logged and the cache is skipped for `pause` seconds (a Redis that hangs
-    would otherwise cost every job a timeout): the cache is an optimisation, PostgreSQL the truth.
+    sent. Errors trip the breaker and drop the connection: the cache is an optimisation,
+    PostgreSQL the truth.
     """
 
     def __init__(self, url: str, prefix: str, *, timeout: float, pause: float = 5.0) -> None:
@@ -128,15 +123,14 @@ class SyncCache:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
-        self.pause = pause
-        self._skip_until = 0.0
+        super().__init__(pause)
         self._conn: redis.connection.AbstractConnection | None = None
         self._unread = 0  # replies sent for and not read yet
 
     def send(self, *commands: tuple[str | int, ...]) -> None:
         """Send Redis commands, e.g. `("SET", key, value, "EX", 60)`, without waiting."""
         self.settle()
-        if time.monotonic() < self._skip_until:
+        if not self._available():
             return
         try:
             conn = self._conn
@@ -173,8 +167,7 @@ class SyncCache:
             return True
 
     def _failed(self, op: str, exc: BaseException) -> None:
-        log.warning("cache_unavailable", op=op, error=str(exc) or type(exc).__name__)
-        self._skip_until = time.monotonic() + self.pause
+        super()._failed(op, exc)
         self._drop_quietly()
 
     def _drop_quietly(self) -> None:

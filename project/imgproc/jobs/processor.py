@@ -58,10 +58,6 @@ class WorkerContext:
     # the job's path, and no second thread to compete with Pillow for the GIL.
     cache: SyncCache
 
-    def publish(self, row: Mapping[Any, Any]) -> None:
-        """Write a job's new status through to the cache (sent now, reply read later)."""
-        publish_status(self, row)
-
     def close(self) -> None:
         self.cache.close()
         self.db.close()
@@ -118,7 +114,10 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
 
 
 def publish_status(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
-    """Write the new status through to the cache (overwriting whatever a reader put there)."""
+    """Write the new status through to the cache (overwriting whatever a reader put there).
+
+    Sent now, the reply read at the next write (see SyncCache); never raises.
+    """
     try:
         doc = TaskStatus.from_row(row)
         ttl = (
@@ -149,7 +148,7 @@ def _fail(ctx: WorkerContext, job: Any, error: str, *, operation: str) -> Outcom
     if row is None:
         JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
         return Outcome("skipped")
-    ctx.publish(row._mapping)
+    publish_status(ctx, row._mapping)
     JOBS_PROCESSED.labels(operation=operation, outcome="failed").inc()
     log.warning("job_failed", error=error)
     return Outcome("failed")
@@ -172,7 +171,7 @@ def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: 
                 repo.release_for_retry(job.id, job.attempts, error=error, delay=delay)
             ).first()
         if row is not None:
-            ctx.publish(row._mapping)
+            publish_status(ctx, row._mapping)
     except TRANSIENT_ERRORS:
         # The database is the trouble: the reconciler re-sends the job once its lease ends.
         log.warning("job_release_failed", exc_info=True)
@@ -243,7 +242,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         return _fail(ctx, job, "the stored upload is missing", operation=operation)
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(ctx, job, exc, operation)
-    ctx.publish(job._asdict())
+    publish_status(ctx, job._asdict())
     if settings.worker_slowdown_seconds:
         time.sleep(settings.worker_slowdown_seconds)
     while settings.worker_hold_file is not None and settings.worker_hold_file.exists():
@@ -280,7 +279,7 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
         log.warning("job_lease_lost")  # another worker took over; its outcome stands
         JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
         return Outcome("skipped")
-    ctx.publish(row._asdict())
+    publish_status(ctx, row._asdict())
     elapsed = time.perf_counter() - started
     PROCESSING_SECONDS.labels(operation=operation).observe(elapsed)
     JOBS_PROCESSED.labels(operation=operation, outcome="done").inc()
