@@ -26,11 +26,9 @@ import argparse
 import contextlib
 import csv
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,7 +49,7 @@ from shared.testing.namespaces import (  # noqa: E402
     new_run_id,
     temporary_database,
 )
-from shared.testing.server import AppServer, free_port, impl_env, run_in_impl  # noqa: E402
+from shared.testing.server import AppServer, ServerFailedToStart, run_in_impl  # noqa: E402
 
 ITEMS = 100
 THREADS = 40  # the thread pool that runs FastAPI's `def` routes (anyio's default limiter)
@@ -70,39 +68,12 @@ class Result:
 @contextlib.contextmanager
 def script_server(folder: Path, script: Path, env: dict[str, str]) -> Iterator[str]:
     """Run `python script` in `folder` (its `app` package importable); yield its base URL."""
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="hl-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    child_env = impl_env(folder, {**env, "HOST": "127.0.0.1", "PORT": str(port)})
-    process = subprocess.Popen(
-        [sys.executable, str(script)],
-        cwd=folder,
-        env=child_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = AppServer(folder, env, args=[str(script)], start_timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = Path(log.name).read_text(errors="replace")[-2000:]
-                sys.exit(f"{script.name} in {folder} did not start:\n{tail}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
-        Path(log.name).unlink(missing_ok=True)
+        with server:
+            yield server.base_url
+    except ServerFailedToStart as exc:
+        sys.exit(str(exc))
 
 
 def warm_up(base_url: str) -> None:

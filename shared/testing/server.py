@@ -7,29 +7,28 @@ with the grader, and each submission runs with its own environment (database, Re
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from shared.testing.process import Child, StartError, free_port, http_ok
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+__all__ = [
+    "AppServer",
+    "ServerFailedToStart",
+    "free_port",
+    "impl_env",
+    "migrate_impl",
+    "run_in_impl",
+]
 
-class ServerFailedToStart(RuntimeError):
+
+class ServerFailedToStart(StartError):
     """The implementation did not answer on /healthz in time; the message has its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def impl_env(impl_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -59,7 +58,10 @@ def run_in_impl(
 
 
 class AppServer:
-    """`python -m app` in `impl_dir`, listening on 127.0.0.1:<port>, with a start-up wait."""
+    """`python -m app` in `impl_dir`, listening on 127.0.0.1:<port>, with a start-up wait.
+
+    `args` replaces `-m app` for a server started from a script (the lab benches do).
+    """
 
     def __init__(
         self,
@@ -68,16 +70,23 @@ class AppServer:
         *,
         health_path: str = "/healthz",
         start_timeout: float = 30,
+        port: int | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.impl_dir = Path(impl_dir).resolve()
         self.extra_env = dict(env or {})
         self.health_path = health_path
         self.start_timeout = start_timeout
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        # Closed in __exit__; the server's output goes here so a failure can show its tail.
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix="hl-server-", suffix=".log", delete=False
+        self.port = port or free_port()
+        fd, log = tempfile.mkstemp(prefix="hl-server-", suffix=".log")
+        os.close(fd)
+        args = args or ["-m", "app"]
+        self.child = Child(
+            f"`python {' '.join(args)}` in {self.impl_dir}",
+            [sys.executable, *args],
+            {},
+            Path(log),
+            cwd=self.impl_dir,
         )
 
     @property
@@ -86,53 +95,31 @@ class AppServer:
 
     @property
     def log_path(self) -> Path:
-        return Path(self._log.name)
+        return self.child.log_path
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return self.child.log_tail(lines)
 
     def start(self) -> AppServer:
         listen = {"HOST": "127.0.0.1", "PORT": str(self.port)}
-        env = impl_env(self.impl_dir, {**self.extra_env, **listen})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app"],
-            cwd=self.impl_dir,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so stop() can end the whole process group
-        )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ServerFailedToStart(
-                    f"`python -m app` in {self.impl_dir} exited with code "
-                    f"{self.process.returncode} before answering. Its log:\n{self.log_tail()}"
-                )
-            try:
-                response = httpx.get(self.base_url + self.health_path, timeout=1)
-                if response.status_code < 500:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise ServerFailedToStart(
-            f"`python -m app` in {self.impl_dir} did not answer {self.health_path} within "
-            f"{self.start_timeout:.0f}s. Its log:\n{self.log_tail()}"
-        )
+        self.child.env = impl_env(self.impl_dir, {**self.extra_env, **listen})
+        self.child.start()
+        try:
+            self.child.wait_until(
+                http_ok(self.base_url + self.health_path),
+                timeout=self.start_timeout,
+                what=f"answering {self.health_path}",
+            )
+        except StartError as exc:
+            raise ServerFailedToStart(str(exc)) from None
+        return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        self.child.stop(timeout=10)
 
     def restart(self) -> AppServer:
         """Stop and start again on the same port (to prove that state survives a restart)."""
@@ -144,7 +131,6 @@ class AppServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        self._log.close()
         self.log_path.unlink(missing_ok=True)
 
 
