@@ -19,7 +19,7 @@ project-test: setup services project-typecheck ## capstone: mypy and tests (real
 	$(IMGPROC) -m pytest project/tests -p no:cacheprovider $(ARGS)
 
 project-typecheck: setup ## capstone: mypy (strict) over its code, tests, scripts and bench
-	$(PY) -m mypy project/imgproc project/tests project/scripts project/bench
+	$(PY) -m mypy project/imgproc project/devtools project/tests project/scripts project/bench
 
 project-migrate: setup ## capstone: apply the Alembic migrations to DATABASE_URL
 	$(IMGPROC) -m imgproc.migrate

@@ -33,6 +33,16 @@ from typing import Any
 
 import httpx
 import redis
+from devtools.launch import (
+    Child,
+    free_port,
+    settings_env,
+    start_api,
+    start_worker,
+    wait_for,
+    worker_args,
+)
+from devtools.samples import encode, photo_like
 from sqlalchemy import Engine, text
 
 from imgproc.celery_app import create_celery
@@ -47,17 +57,7 @@ from imgproc.images.schemas import (
     ResizeParams,
 )
 from imgproc.images.service import EncodeOptions, process_image
-from imgproc.launch import (
-    Child,
-    free_port,
-    settings_env,
-    start_api,
-    start_worker,
-    wait_for,
-    worker_args,
-)
 from imgproc.migrate import upgrade
-from imgproc.samples import encode, photo_like
 from shared.settings import ServiceSettings
 from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
 

@@ -13,9 +13,8 @@ import os
 import random
 import time
 
+from devtools.samples import encode, photo_like
 from locust import HttpUser, task
-
-from imgproc.samples import encode, photo_like
 
 IMAGE = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)
 RATE = float(os.environ.get("BENCH_USER_RATE", "1"))  # requests per second per user

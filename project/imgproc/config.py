@@ -58,11 +58,6 @@ class Settings(ServiceSettings):
     api_port: int = Field(default=8000, description="port of `make run`")
     log_json: bool = True
     log_level: str = "INFO"
-    # Fault injection for the crash test and class demos: sleep this long inside each job.
-    worker_slowdown_seconds: float = Field(default=0.0, ge=0)
-    # Fault injection for tests that must catch a job mid-flight: while this file exists, every
-    # job waits (after its claim, before processing); deleting the file lets them go on.
-    worker_hold_file: Path | None = None
 
     @property
     def effective_cache_url(self) -> str:

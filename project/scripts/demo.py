@@ -16,12 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from devtools.launch import free_port, service_stack, wait_for
+from devtools.samples import encode, photo_like, png_bomb
 from rich.console import Console
 from rich.table import Table
 
 from imgproc.config import VAR_DIR, Settings
-from imgproc.launch import free_port, service_stack, wait_for
-from imgproc.samples import encode, photo_like, png_bomb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -6,8 +6,9 @@ import os
 import sys
 import time
 
+from devtools.launch import service_stack
+
 from imgproc.config import VAR_DIR, Settings
-from imgproc.launch import service_stack
 
 
 def main() -> None:

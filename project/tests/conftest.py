@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from devtools.launch import Child, free_port, start_api, start_worker, wait_for
 from sqlalchemy import Engine, text
 
 from imgproc.config import Settings
 from imgproc.db import make_sync_engine
-from imgproc.launch import Child, free_port, start_api, start_worker, wait_for
 from imgproc.migrate import upgrade
 from shared.testing.namespaces import temporary_database
 
@@ -131,6 +131,18 @@ def row_count(db: Engine) -> Callable[[], int]:
             return int(conn.execute(text("SELECT count(*) FROM imgproc_jobs")).scalar_one())
 
     return count
+
+
+def stored_files(data_dir: Path) -> int:
+    """How many files the content store holds under `data_dir` (to prove none was left)."""
+    objects = data_dir / "objects"
+    return sum(1 for p in objects.rglob("*") if p.is_file()) if objects.exists() else 0
+
+
+@pytest.fixture(scope="session")
+def blob_count() -> Callable[[Path], int]:
+    """`blob_count(data_dir)`: how many files the content store holds there."""
+    return stored_files
 
 
 Isolated = Callable[..., Settings]

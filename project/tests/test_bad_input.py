@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from devtools.launch import Child, free_port, start_api
+from devtools.samples import encode, photo_like, png_bomb, png_with_broken_pixels
 from PIL import Image
 
 from imgproc.config import Settings
-from imgproc.launch import Child, free_port, start_api
-from imgproc.samples import encode, photo_like, png_bomb, png_with_broken_pixels
-from imgproc.storage.service import ContentStore
 
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
 JPEG = encode(photo_like(120, 80, seed=2), "JPEG")
@@ -36,13 +35,14 @@ def assert_error(response: httpx.Response, status: int, code: str, *words: str) 
 
 
 @pytest.fixture
-def no_trace(settings: Settings, row_count: Callable[[], int]) -> Iterator[None]:
+def no_trace(
+    settings: Settings, row_count: Callable[[], int], blob_count: Callable[[Path], int]
+) -> Iterator[None]:
     """Fail the test if it leaves a job row or a stored file behind."""
-    store = ContentStore(settings.data_dir)
-    rows, files = row_count(), store.count()
+    rows, files = row_count(), blob_count(settings.data_dir)
     yield
     assert row_count() == rows, "a rejected request must not insert a job row"
-    assert store.count() == files, "a rejected request must not leave a stored file"
+    assert blob_count(settings.data_dir) == files, "a rejected request must not leave a stored file"
 
 
 def post(

@@ -11,13 +11,14 @@ import asyncio
 import uuid
 from typing import Any
 
+from devtools.samples import encode, photo_like
+
 from imgproc.config import Settings
 from imgproc.deps import AppState
 from imgproc.images.schemas import GrayscaleParams, Operation
 from imgproc.jobs import repository as repo
 from imgproc.jobs.service import forget_unreferenced, insert_using_blob, request_key
 from imgproc.main import create_app
-from imgproc.samples import encode, photo_like
 from imgproc.storage.service import sha256_hex
 
 

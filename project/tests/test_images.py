@@ -10,6 +10,7 @@ from array import array
 from collections.abc import Callable
 
 import pytest
+from devtools.samples import encode, photo_like, png_bomb, png_with_broken_pixels
 from PIL import Image, ImageChops, ImageFile, ImageFilter, ImageOps, ImageStat
 from PIL.JpegImagePlugin import JpegImageFile
 from PIL.WebPImagePlugin import WebPImageFile
@@ -24,7 +25,6 @@ from imgproc.images.schemas import (
     ResizeParams,
 )
 from imgproc.images.service import check_params, inspect_image, process_image
-from imgproc.samples import encode, photo_like, png_bomb, png_with_broken_pixels
 
 MAX = 16_800_000
 

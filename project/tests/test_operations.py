@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from devtools.launch import Child, free_port, running, start_api
+from devtools.samples import encode, photo_like
 from prometheus_client.parser import text_string_to_metric_families
 
 from imgproc.config import Settings
-from imgproc.launch import Child, free_port, running, start_api
-from imgproc.samples import encode, photo_like
-from imgproc.storage.service import ContentStore
 
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
 
@@ -133,7 +132,7 @@ def test_api_works_from_postgres_with_the_cache_down(
 
 
 def test_database_down_is_a_503_and_leaves_no_file(
-    settings: Settings, logs_dir: Path, tmp_path: Path
+    settings: Settings, logs_dir: Path, tmp_path: Path, blob_count: Callable[[Path], int]
 ) -> None:
     down = settings.model_copy(
         update={
@@ -148,7 +147,7 @@ def test_database_down_is_a_503_and_leaves_no_file(
         assert response.headers["content-type"] == "application/json"
         assert response.json()["error"]["code"] == "service_unavailable"
         assert response.headers["retry-after"] == "5"
-        assert ContentStore(down.data_dir).count() == 0, "the stored upload was removed again"
+        assert blob_count(down.data_dir) == 0, "the stored upload was removed again"
         status = client.get(f"/task-status/{uuid.uuid4()}")
         assert status.status_code == 503 and status.json()["error"]["code"] == "service_unavailable"
         ready = client.get("/readyz")

@@ -12,14 +12,15 @@ from typing import Any
 import httpx
 import redis
 from celery import Celery
+from devtools.faults import Faults
+from devtools.launch import Child, free_port, running, start_api, start_worker, wait_for
+from devtools.samples import encode, halves, jpeg_with_orientation, photo_like
 from PIL import Image, ImageChops
 from sqlalchemy import Engine, text
 
 from imgproc.celery_app import PROCESS_TASK
 from imgproc.config import Settings
 from imgproc.db import make_sync_engine
-from imgproc.launch import Child, free_port, running, start_api, start_worker, wait_for
-from imgproc.samples import encode, halves, jpeg_with_orientation, photo_like
 from imgproc.storage.service import ContentStore
 
 RED, BLUE = (230, 20, 20), (20, 20, 230)
@@ -124,7 +125,7 @@ def test_a_repeat_while_the_first_job_runs_shares_it(
 ) -> None:
     hold = tmp_path / "hold"
     hold.touch()  # the worker claims the job, then waits until the file is gone
-    s = isolated("repeat", worker_hold_file=hold)
+    s = isolated("repeat")
     port = free_port()
     engine = make_sync_engine(s.database_url)
     data = encode(photo_like(64, 48, seed=41), "PNG")
@@ -132,7 +133,9 @@ def test_a_repeat_while_the_first_job_runs_shares_it(
         with (
             running(
                 lambda: start_api(s, logs_dir / "repeat-api.log", port=port),
-                lambda: start_worker(s, logs_dir / "repeat-worker.log"),
+                lambda: start_worker(
+                    s, logs_dir / "repeat-worker.log", faults=Faults(hold_file=hold)
+                ),
             ),
             httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
         ):

@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from devtools.faults import Faults
+from devtools.launch import free_port, running, start_api, start_worker, wait_for
+from devtools.samples import encode, photo_like
 from PIL import Image
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
@@ -24,8 +27,6 @@ from imgproc.jobs import repository as repo
 from imgproc.jobs.processor import WorkerContext, backoff_delay, run_job
 from imgproc.jobs.reconciler import reconcile
 from imgproc.jobs.service import request_key
-from imgproc.launch import free_port, running, start_api, start_worker, wait_for
-from imgproc.samples import encode, photo_like
 from imgproc.storage.service import ContentStore, sha256_hex
 
 Isolated = Callable[..., Settings]  # the `isolated` fixture
@@ -84,12 +85,16 @@ def test_worker_sigkilled_mid_job_finishes_after_restart(
     isolated: Isolated, logs_dir: Path, tmp_path: Path
 ) -> None:
     s = isolated("crash", processing_timeout_seconds=3)
-    slow = s.model_copy(update={"worker_slowdown_seconds": 120})
     engine = make_sync_engine(s.database_url)
     port = free_port()
     with running(lambda: start_api(s, logs_dir / "crash-api.log", port=port)):
         base = f"http://127.0.0.1:{port}"
-        first = start_worker(slow, logs_dir / "crash-worker-1.log", beat_schedule=tmp_path / "b1")
+        first = start_worker(
+            s,
+            logs_dir / "crash-worker-1.log",
+            beat_schedule=tmp_path / "b1",
+            faults=Faults(slowdown_seconds=120),
+        )
         try:
             ids = submit_many(base, 3, seed=100)
             wait_one_processing(engine, ids, what="the slow worker to start a job")
@@ -130,7 +135,6 @@ def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
         "lost",
         processing_timeout_seconds=600,
         queued_timeout_seconds=600,
-        worker_hold_file=hold,
     )
     engine = make_sync_engine(s.database_url)
     client = redis.Redis.from_url(s.redis_url)
@@ -139,7 +143,13 @@ def test_pool_process_killed_message_comes_back_and_job_is_taken_over_at_once(
     try:
         with running(lambda: start_api(s, logs_dir / "lost-api.log", port=port)):
             base = f"http://127.0.0.1:{port}"
-            worker = start_worker(s, logs_dir / "lost-worker.log", pool="prefork", concurrency=1)
+            worker = start_worker(
+                s,
+                logs_dir / "lost-worker.log",
+                pool="prefork",
+                concurrency=1,
+                faults=Faults(hold_file=hold),
+            )
             try:
                 ids = submit_many(base, 2, seed=300)
                 held = wait_one_processing(engine, ids, what="the worker to start a job")

@@ -243,10 +243,6 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
     except TRANSIENT_ERRORS as exc:
         return _retry_or_fail(ctx, job, exc, operation)
     publish_status(ctx, job._asdict())
-    if settings.worker_slowdown_seconds:
-        time.sleep(settings.worker_slowdown_seconds)
-    while settings.worker_hold_file is not None and settings.worker_hold_file.exists():
-        time.sleep(0.05)
     try:
         params = parse_params(Operation(operation), job.params)
         result = process_image(

@@ -94,7 +94,7 @@ class ContentStore:
         """Move blobs of the old two-level layout (`objects/ab/cd/<hash>`) up one level.
 
         Idempotent; returns how many files were moved. Run before the service starts
-        (`python -m imgproc.migrate` and the launchers do).
+        (`python -m imgproc.migrate` and `make run` do).
         """
         moved = 0
         for old in self.root.glob("??/??/*"):
@@ -117,9 +117,3 @@ class ContentStore:
 
     def delete(self, digest: str) -> None:
         self.path_for(digest).unlink(missing_ok=True)
-
-    def count(self) -> int:
-        """Return how many blobs are stored (tests use it to prove nothing was left behind)."""
-        if not self.root.exists():
-            return 0
-        return sum(1 for p in self.root.rglob("*") if p.is_file())
