@@ -61,10 +61,11 @@ def create_celery(settings: Settings) -> Celery:
         result_backend=None,
         task_serializer="json",
         accept_content=["json"],
-        # No broadcast traffic: nothing outside our key prefix, and nothing we do not use.
-        worker_enable_remote_control=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
+        # No broadcast traffic unless Flower watches (CELERY_MONITORING): then task events
+        # (Flower's task list) and remote control (its worker list: `inspect` over pidbox).
+        worker_enable_remote_control=settings.celery_monitoring,
+        worker_send_task_events=settings.celery_monitoring,
+        task_send_sent_event=settings.celery_monitoring,
         worker_hijack_root_logger=False,
         beat_schedule={
             "reconcile": {

@@ -56,6 +56,12 @@ class Settings(ServiceSettings):
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     prometheus_multiproc_dir: Path | None = None
     api_port: int = Field(default=8000, description="port of `make run`")
+    flower_port: int = Field(default=5555, description="port of `make run`'s Flower")
+    # Task events and remote control for Flower (off: no broadcast traffic on a shared Redis).
+    celery_monitoring: bool = False
+    # The demo page's folder (project/frontend): `make run` serves it at /ui/ on the API's own
+    # origin; in the compose stack nginx serves it, so this stays unset there.
+    frontend_dir: Path | None = None
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -126,6 +127,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.imgproc = state
     app.include_router(jobs_router)
     app.include_router(health_router)
+    if settings.frontend_dir is not None:
+        # `make run` only: the demo page on the API's origin (in compose, nginx serves it).
+        app.mount("/ui", StaticFiles(directory=settings.frontend_dir, html=True), name="ui")
     _install_error_handlers(app)
     instrument(app, registry)
     app.add_middleware(

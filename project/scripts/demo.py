@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from devtools.launch import free_port, service_stack, wait_for
+from devtools.launch import checkout_isolated, free_port, service_stack, wait_for
 from devtools.samples import encode, photo_like, png_bomb
 from rich.console import Console
 from rich.table import Table
@@ -99,7 +99,9 @@ def finish(client: httpx.Client, row: Row) -> None:
 
 def main() -> None:
     console = Console(width=max(110, Console().width))
-    settings = Settings(worker_metrics_port=free_port(), log_level="WARNING")
+    # This checkout's own database, Redis prefix and queue (see make run): free ports, so a
+    # demo runs beside a `make run` or another checkout's demo.
+    settings = checkout_isolated(Settings(worker_metrics_port=free_port(), log_level="WARNING"))
     seed = random.randrange(1_000_000)  # new images each run, so the first pass is real work
     photo = photo_like(1920, 1080, seed=seed)
     jpeg = encode(photo, "JPEG", quality=90)
