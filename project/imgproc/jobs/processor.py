@@ -10,9 +10,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from sqlalchemy import Engine
@@ -25,9 +23,18 @@ from imgproc.images.exceptions import ImageError
 from imgproc.images.schemas import Operation, parse_params
 from imgproc.images.service import EncodeOptions, process_image
 from imgproc.jobs import repository as repo
-from imgproc.jobs.models import FINAL_STATUSES, JobStatus
+from imgproc.jobs.models import JobRecord
 from imgproc.jobs.schemas import TaskStatus
-from imgproc.metrics.worker import JOBS_PROCESSED, PROCESSING_SECONDS, RETRIES
+from imgproc.jobs.status_cache import StatusKeys, transition_commands
+from imgproc.metrics.worker import (
+    JOBS_FAILED,
+    JOBS_PROCESSED,
+    PROCESSING_SECONDS,
+    RETRIES,
+    UNKNOWN_OPERATION,
+    FailureReason,
+    JobOutcome,
+)
 from imgproc.storage.service import ContentStore
 
 log = structlog.get_logger(__name__)
@@ -42,10 +49,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-# The operation label of a message the worker could not claim: the row was not read.
-UNKNOWN = "unknown"
-
-
 @dataclass
 class WorkerContext:
     """Connections of one worker process (created after the fork, never shared)."""
@@ -57,6 +60,8 @@ class WorkerContext:
     # Status writes are sent without waiting for Redis's reply (see SyncCache): no round trip on
     # the job's path, and no second thread to compete with Pillow for the GIL.
     cache: SyncCache
+    keys: StatusKeys
+    encode: EncodeOptions
 
     def close(self) -> None:
         self.cache.close()
@@ -72,10 +77,12 @@ class WorkerContext:
             # Outputs are not fsynced: they can be recomputed from the (fsynced) input, and the
             # API does exactly that if a crash ever loses one (see jobs.service.get_result).
             store=ContentStore(settings.data_dir, fsync=False),
-            cache=SyncCache(
-                settings.effective_cache_url,
-                settings.redis_prefix,
-                timeout=settings.cache_socket_timeout,
+            cache=SyncCache(settings.effective_cache_url, timeout=settings.cache_socket_timeout),
+            keys=StatusKeys(settings.redis_prefix),
+            encode=EncodeOptions(
+                jpeg_quality=settings.jpeg_quality,
+                webp_quality=settings.webp_quality,
+                png_compress_level=settings.png_compress_level,
             ),
         )
 
@@ -104,8 +111,10 @@ def close_context() -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    name: str  # done | failed | retry | skipped
+    name: JobOutcome
+    operation: str = UNKNOWN_OPERATION  # the metric label; unknown when no row was claimed
     retry_in: float | None = None
+    reason: FailureReason | None = None  # of a failure
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
@@ -113,72 +122,56 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return min(cap, base * 2.0 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def publish_status(ctx: WorkerContext, row: Mapping[Any, Any]) -> None:
-    """Write the new status through to the cache (overwriting whatever a reader put there).
+def publish_status(ctx: WorkerContext, job: JobRecord) -> None:
+    """Write the job's new status through to the cache (see jobs/status_cache.py).
 
     Sent now, the reply read at the next write (see SyncCache); never raises.
     """
     try:
-        doc = TaskStatus.from_row(row)
-        ttl = (
-            ctx.settings.final_ttl_seconds
-            if doc.status in FINAL_STATUSES
-            else ctx.settings.status_ttl_seconds
-        )
-        commands: list[tuple[str | int, ...]] = [
-            ("SET", ctx.cache.keys.status(str(doc.task_id)), doc.model_dump_json(), "EX", ttl)
-        ]
-        if doc.status == JobStatus.FAILED:
-            # A failed job must not answer identical requests: let them start a fresh job.
-            commands.append(("DEL", ctx.cache.keys.dedup(row["request_key"])))
-        ctx.cache.send(*commands)
+        status = TaskStatus.from_record(job)
+        ctx.cache.send(*transition_commands(ctx.settings, ctx.keys, status, job.request_key))
     except Exception:  # the cache is an optimisation: never lose a job over it
-        log.exception("status_publish_failed", job_id=str(row["id"]))
+        log.exception("status_publish_failed", job_id=str(job.id))
 
 
-def _fail(ctx: WorkerContext, job: Any, error: str, *, operation: str) -> Outcome:
+def _fail(ctx: WorkerContext, job: JobRecord, error: str, reason: FailureReason) -> Outcome:
     try:
         with ctx.engine.begin() as conn:
-            row = conn.execute(repo.mark_failed(job.id, job.attempts, error=error)).first()
+            failed = repo.record(conn.execute(repo.mark_failed(job.id, job.attempts, error=error)))
     except TRANSIENT_ERRORS:
         # Not recorded: the job stays `processing`; the reconciler re-sends it after its lease
         # and the next attempt records the outcome.
         log.warning("job_fail_unrecorded", error=error, exc_info=True)
-        return Outcome("skipped")
-    if row is None:
-        JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
-        return Outcome("skipped")
-    publish_status(ctx, row._mapping)
-    JOBS_PROCESSED.labels(operation=operation, outcome="failed").inc()
+        return Outcome(JobOutcome.SKIPPED)
+    if failed is None:
+        return Outcome(JobOutcome.SKIPPED, job.operation)
+    publish_status(ctx, failed)
     log.warning("job_failed", error=error)
-    return Outcome("failed")
+    return Outcome(JobOutcome.FAILED, job.operation, reason=reason)
 
 
-def _retry_or_fail(ctx: WorkerContext, job: Any, exc: BaseException, operation: str) -> Outcome:
+def _retry_or_fail(ctx: WorkerContext, job: JobRecord, exc: BaseException) -> Outcome:
     kind = "transient" if isinstance(exc, TRANSIENT_ERRORS) else "unexpected"
     error = f"{kind} error: {type(exc).__name__}: {(str(exc).strip() or '-').splitlines()[0][:300]}"
     settings = ctx.settings
     if job.attempts >= settings.max_attempts:
-        return _fail(
-            ctx, job, f"gave up after {job.attempts} attempts; last {error}", operation=operation
-        )
+        reason = f"gave up after {job.attempts} attempts; last {error}"
+        return _fail(ctx, job, reason, FailureReason.ATTEMPTS_EXHAUSTED)
     delay = backoff_delay(
         job.attempts, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
     )
     try:
         with ctx.engine.begin() as conn:
-            row = conn.execute(
-                repo.release_for_retry(job.id, job.attempts, error=error, delay=delay)
-            ).first()
-        if row is not None:
-            publish_status(ctx, row._mapping)
+            released = repo.record(
+                conn.execute(repo.release_for_retry(job.id, job.attempts, error=error, delay=delay))
+            )
+        if released is not None:
+            publish_status(ctx, released)
     except TRANSIENT_ERRORS:
         # The database is the trouble: the reconciler re-sends the job once its lease ends.
         log.warning("job_release_failed", exc_info=True)
-    RETRIES.labels(operation=operation).inc()
-    JOBS_PROCESSED.labels(operation=operation, outcome="retry").inc()
     log.warning("job_retry", error=error, retry_in=round(delay, 3))
-    return Outcome("retry", retry_in=delay)
+    return Outcome(JobOutcome.RETRY, job.operation, retry_in=delay)
 
 
 def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Outcome:
@@ -186,13 +179,23 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
 
     `redelivered`: the broker gave this message back because the worker that had it died, so a
     `processing` row is that dead worker's and is taken over at once (see repository.claim).
+    Every message is counted once, here, by its outcome.
     """
+    outcome = _run_job(ctx, job_id, redelivered=redelivered)
+    JOBS_PROCESSED.labels(operation=outcome.operation, outcome=outcome.name).inc()
+    if outcome.name == JobOutcome.RETRY:
+        RETRIES.labels(operation=outcome.operation).inc()
+    if outcome.reason is not None:
+        JOBS_FAILED.labels(operation=outcome.operation, reason=outcome.reason).inc()
+    return outcome
+
+
+def _run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool) -> Outcome:
     try:
         uid = uuid.UUID(job_id)
     except ValueError:
         log.error("job_id_malformed", job_id=job_id)
-        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="skipped").inc()
-        return Outcome("skipped")
+        return Outcome(JobOutcome.SKIPPED)
     settings = ctx.settings
     try:
         job = repo.claim(
@@ -202,65 +205,53 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
         # Nothing was claimed, so nothing to release: just try this message again later.
         delay = backoff_delay(1, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
         log.warning("job_claim_failed", job_id=job_id, error=str(exc), retry_in=round(delay, 3))
-        RETRIES.labels(operation=UNKNOWN).inc()
-        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="retry").inc()
-        return Outcome("retry", retry_in=delay)
+        return Outcome(JobOutcome.RETRY, retry_in=delay)
     if job is None:
         # Already finished, or another worker holds a live lease: a redelivery, not work.
         log.info("job_not_claimed", job_id=job_id, redelivered=redelivered)
-        JOBS_PROCESSED.labels(operation=UNKNOWN, outcome="skipped").inc()
-        return Outcome("skipped")
-    operation = job.operation
+        return Outcome(JobOutcome.SKIPPED)
     structlog.contextvars.bind_contextvars(
-        job_id=job_id, request_id=job.request_id, operation=operation, attempt=job.attempts
+        job_id=job_id, request_id=job.request_id, operation=job.operation, attempt=job.attempts
     )
     try:
-        return _process_claimed(ctx, job, operation)
+        return _process_claimed(ctx, job)
     except Exception as exc:
         # A bug or a surprise, not the image's fault: retried like a transient error, then
         # failed with the real reason, instead of leaving the job `processing` until its lease.
         log.exception("job_crashed")
-        return _retry_or_fail(ctx, job, exc, operation)
+        return _retry_or_fail(ctx, job, exc)
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "request_id", "operation", "attempt")
 
 
-def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
+def _process_claimed(ctx: WorkerContext, job: JobRecord) -> Outcome:
     settings = ctx.settings
     log.info("job_started")
     if job.attempts > settings.max_attempts:
-        return _fail(
-            ctx,
-            job,
-            f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}",
-            operation=operation,
-        )
+        reason = f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}"
+        return _fail(ctx, job, reason, FailureReason.WORKER_LOST)
     started = time.perf_counter()
     try:
         data = ctx.store.get(job.input_sha256)
     except FileNotFoundError:
-        return _fail(ctx, job, "the stored upload is missing", operation=operation)
+        return _fail(ctx, job, "the stored upload is missing", FailureReason.INPUT_MISSING)
     except TRANSIENT_ERRORS as exc:
-        return _retry_or_fail(ctx, job, exc, operation)
-    publish_status(ctx, job._asdict())
+        return _retry_or_fail(ctx, job, exc)
+    publish_status(ctx, job)
+    operation = Operation(job.operation)
     try:
-        params = parse_params(Operation(operation), job.params)
         result = process_image(
             data,
-            Operation(operation),
-            params,
+            operation,
+            parse_params(operation, job.params),
             max_pixels=settings.max_pixels,
-            options=EncodeOptions(
-                jpeg_quality=settings.jpeg_quality,
-                webp_quality=settings.webp_quality,
-                png_compress_level=settings.png_compress_level,
-            ),
+            options=ctx.encode,
         )
     except ImageError as exc:
-        return _fail(ctx, job, exc.message, operation=operation)
+        return _fail(ctx, job, exc.message, FailureReason.INVALID_IMAGE)
     try:
         digest, _ = ctx.store.put(result.data)
-        row = repo.mark_done(
+        done = repo.mark_done(
             ctx.db,
             job.id,
             job.attempts,
@@ -270,14 +261,12 @@ def _process_claimed(ctx: WorkerContext, job: Any, operation: str) -> Outcome:
             height=result.height,
         )
     except TRANSIENT_ERRORS as exc:
-        return _retry_or_fail(ctx, job, exc, operation)
-    if row is None:
+        return _retry_or_fail(ctx, job, exc)
+    if done is None:
         log.warning("job_lease_lost")  # another worker took over; its outcome stands
-        JOBS_PROCESSED.labels(operation=operation, outcome="skipped").inc()
-        return Outcome("skipped")
-    publish_status(ctx, row._asdict())
+        return Outcome(JobOutcome.SKIPPED, job.operation)
+    publish_status(ctx, done)
     elapsed = time.perf_counter() - started
-    PROCESSING_SECONDS.labels(operation=operation).observe(elapsed)
-    JOBS_PROCESSED.labels(operation=operation, outcome="done").inc()
+    PROCESSING_SECONDS.labels(operation=job.operation).observe(elapsed)
     log.info("job_done", seconds=round(elapsed, 4), width=result.width, height=result.height)
-    return Outcome("done")
+    return Outcome(JobOutcome.DONE, job.operation)

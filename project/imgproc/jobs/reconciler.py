@@ -14,7 +14,7 @@ import structlog
 from imgproc.jobs import repository as repo
 from imgproc.jobs.models import JobStatus
 from imgproc.jobs.processor import WorkerContext, publish_status
-from imgproc.metrics.worker import REQUEUED
+from imgproc.metrics.worker import JOBS_FAILED, REQUEUED, FailureReason
 
 log = structlog.get_logger(__name__)
 
@@ -33,16 +33,14 @@ def reconcile(ctx: WorkerContext, send: Callable[[str], None]) -> dict[str, int]
     counts = {"requeued": 0, "failed": 0}
     for job in stuck:
         if job.status == JobStatus.PROCESSING and job.attempts >= settings.max_attempts:
+            error = f"the worker was lost {job.attempts} times while processing it"
             with ctx.engine.begin() as conn:
-                row = conn.execute(
-                    repo.mark_failed(
-                        job.id,
-                        None,
-                        error=f"the worker was lost {job.attempts} times while processing it",
-                    )
-                ).first()
-            if row is not None:
-                publish_status(ctx, row._mapping)
+                failed = repo.record(conn.execute(repo.mark_failed(job.id, None, error=error)))
+            if failed is not None:
+                publish_status(ctx, failed)
+                JOBS_FAILED.labels(
+                    operation=failed.operation, reason=FailureReason.WORKER_LOST
+                ).inc()
                 counts["failed"] += 1
             continue
         send(str(job.id))
