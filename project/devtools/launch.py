@@ -176,6 +176,8 @@ def start_flower(settings: Settings, log_path: Path, *, port: int, timeout: floa
     ]  # fmt: skip
     env = settings_env(settings)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # Flower counts nothing of ours
+    # Its HTTP API (/api/workers, /api/tasks) without a login: it listens on 127.0.0.1 only.
+    env["FLOWER_UNAUTHENTICATED_API"] = "true"
     child = Child("flower", args, env, log_path, cwd=REPO_ROOT).start()
     healthy = http_ok(f"http://127.0.0.1:{port}/healthcheck", below=300)
     return child.wait_until(healthy, timeout=timeout, what="answering /healthcheck")
