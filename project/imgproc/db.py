@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from psycopg.rows import namedtuple_row
+from psycopg.rows import dict_row
 from sqlalchemy import Engine, MetaData, create_engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -75,9 +75,9 @@ def make_sync_engine(database_url: str, *, pool_size: int = 2) -> Engine:
 class DriverConnection:
     """One plain psycopg connection for the worker's per-job statements (claim and done).
 
-    Autocommit (each statement is its own transaction), prepared statements, rows as named
-    tuples. After a connection error the connection is dropped and the next call opens a new
-    one; the error itself reaches the caller, which treats it as transient.
+    Autocommit (each statement is its own transaction), prepared statements, rows as dicts.
+    After a connection error the connection is dropped and the next call opens a new one; the
+    error itself reaches the caller, which treats it as transient.
     """
 
     DISCONNECTED = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -85,9 +85,9 @@ class DriverConnection:
     def __init__(self, database_url: str, *, connect_timeout: int = 5) -> None:
         self._url = plain_postgres_url(database_url)
         self._connect_timeout = connect_timeout
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[dict[str, Any]] | None = None
 
-    def fetch_one(self, sql: str, params: Mapping[str, Any]) -> Any | None:
+    def fetch_one(self, sql: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = psycopg.connect(
@@ -95,7 +95,7 @@ class DriverConnection:
                 autocommit=True,
                 options=_WORKER_OPTIONS,
                 connect_timeout=self._connect_timeout,
-                row_factory=namedtuple_row,
+                row_factory=dict_row,
             )
         try:
             return conn.execute(sql, params, prepare=True).fetchone()

@@ -1,46 +1,80 @@
-"""Everything a request needs, built once per app, reached through `StateDep`."""
+"""What a request may use, one `Annotated` dependency each; built once per app by `main.py`.
+
+Routes name exactly what they need (`SessionDep`, `CacheDep`, `StoreDep`, `QueueDep`, ...) and
+pass it on to the service functions as keyword arguments, so a function's signature says what it
+touches, and a test can swap one piece through `app.dependency_overrides`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from imgproc.cache.service import AsyncCache
-from imgproc.celery_app import PROCESS_TASK
 from imgproc.config import Settings
+from imgproc.jobs.queue import JobQueue
+from imgproc.jobs.status_cache import StatusCache
 from imgproc.metrics.api import ApiMetrics
 from imgproc.storage.service import ContentStore
 
 
-@dataclass
-class Publisher:
-    """Send a job id to the worker queue (blocking: call it from a thread)."""
+@dataclass(frozen=True)
+class Resources:
+    """The long-lived objects of one app (connections, pools), closed at shutdown."""
 
-    celery: Celery
-    queue: str
-
-    def publish(self, job_id: str) -> None:
-        self.celery.send_task(PROCESS_TASK, args=[job_id], queue=self.queue)
-
-
-@dataclass
-class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    cache: AsyncCache
+    cache: StatusCache
     store: ContentStore
-    publisher: Publisher
+    queue: JobQueue
     metrics: ApiMetrics
 
+    async def close(self) -> None:
+        await self.cache.close()
+        await self.engine.dispose()
+        self.queue.close()
 
-def get_state(request: Request) -> AppState:
-    state: AppState = request.app.state.imgproc
-    return state
+    def attach(self, app: FastAPI) -> None:
+        app.state.resources = self
+
+
+def resources_of(app: FastAPI) -> Resources:
+    resources: Resources = app.state.resources
+    return resources
+
+
+def _resources(request: Request) -> Resources:
+    return resources_of(request.app)
+
+
+def get_settings(request: Request) -> Settings:
+    return _resources(request).settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for this request; it takes a connection only when a statement runs."""
+    async with _resources(request).sessions() as session:
+        yield session
+
+
+def get_cache(request: Request) -> StatusCache:
+    return _resources(request).cache
+
+
+def get_store(request: Request) -> ContentStore:
+    return _resources(request).store
+
+
+def get_queue(request: Request) -> JobQueue:
+    return _resources(request).queue
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    return _resources(request).metrics
 
 
 def get_request_id(request: Request) -> str | None:
@@ -48,5 +82,10 @@ def get_request_id(request: Request) -> str | None:
     return value
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+CacheDep = Annotated[StatusCache, Depends(get_cache)]
+StoreDep = Annotated[ContentStore, Depends(get_store)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]

@@ -13,6 +13,7 @@ The shape: {"error": {"code": "...", "message": "...", "details": ...}, "request
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -36,3 +37,23 @@ def error_body(
         "error": {"code": code, "message": message, "details": details},
         "request_id": request_id,
     }
+
+
+def validation_summary(
+    errors: Sequence[Mapping[str, Any]], *, located: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Flatten pydantic's errors into ("field: problem; ...", [{"loc": [...], "msg": ...}]).
+
+    `located`: each error's first `loc` entry says where the value came from (body, query,
+    path); the summary leaves it out unless nothing else names the field.
+    """
+    details = [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")} for err in errors
+    ]
+
+    def field(loc: list[str]) -> str:
+        if located:
+            return ".".join(loc[1:]) or (loc[0] if loc else "request")
+        return ".".join(loc) or "parameters"
+
+    return "; ".join(f"{field(d['loc'])}: {d['msg']}" for d in details), details

@@ -17,13 +17,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgproc.cache.service import AsyncCache
-from imgproc.celery_app import create_celery
 from imgproc.config import Settings, get_settings
 from imgproc.db import make_async_engine, make_sessionmaker
-from imgproc.deps import AppState, Publisher
-from imgproc.errors import ServiceError, error_body
+from imgproc.deps import Resources
+from imgproc.errors import ServiceError, error_body, validation_summary
 from imgproc.health.router import router as health_router
+from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.router import router as jobs_router
+from imgproc.jobs.status_cache import StatusCache
 from imgproc.logging import configure_logging
 from imgproc.metrics.api import ApiMetrics, instrument
 from imgproc.middleware import RequestContextMiddleware, UploadLimitMiddleware
@@ -56,12 +57,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", "")}
-            for err in exc.errors()
-        ]
-        summary = "; ".join(f"{'.'.join(e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors)
-        return _error(request, 422, "validation_error", f"bad request: {summary}", errors)
+        summary, details = validation_summary(exc.errors(), located=True)
+        return _error(request, 422, "validation_error", f"bad request: {summary}", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -94,27 +91,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
     engine = make_async_engine(settings.database_url, pool_size=settings.db_pool_size)
-    state = AppState(
+    cache_client = AsyncCache(
+        settings.effective_cache_url,
+        timeout=settings.cache_socket_timeout,
+        observe=metrics.observe_cache,
+    )
+    resources = Resources(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        cache=AsyncCache(
-            settings.effective_cache_url,
-            settings.redis_prefix,
-            timeout=settings.cache_socket_timeout,
-            observe=metrics.observe_cache,
-        ),
+        cache=StatusCache(cache_client, settings),
         store=ContentStore(settings.data_dir, fsync=settings.storage_fsync),
-        publisher=Publisher(create_celery(settings), settings.celery_queue),
+        queue=JobQueue.from_settings(settings),
         metrics=metrics,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await state.cache.close()
-        await state.engine.dispose()
-        state.publisher.celery.close()
+        await resources.close()
 
     # FastAPI's own /docs loads Swagger UI from a CDN (a blank page offline, as in a classroom
     # without internet); fastapi-offline serves the same pages from files in its wheel.
@@ -124,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
     )
-    app.state.imgproc = state
+    resources.attach(app)
     app.include_router(jobs_router)
     app.include_router(health_router)
     if settings.frontend_dir is not None:

@@ -14,7 +14,7 @@ from typing import Any
 from devtools.samples import encode, photo_like
 
 from imgproc.config import Settings
-from imgproc.deps import AppState
+from imgproc.deps import Resources, resources_of
 from imgproc.images.schemas import GrayscaleParams, Operation
 from imgproc.jobs import repository as repo
 from imgproc.jobs.service import forget_unreferenced, insert_using_blob, request_key
@@ -38,12 +38,11 @@ def job_values(data: bytes) -> dict[str, Any]:
 
 def run(settings: Settings, scenario: Any) -> None:
     async def main() -> None:
-        state: AppState = create_app(settings).state.imgproc
+        state = resources_of(create_app(settings))
         try:
             await scenario(state)
         finally:
-            await state.engine.dispose()
-            await state.cache.close()
+            await state.close()
 
     asyncio.run(main())
 
@@ -52,15 +51,21 @@ def test_clean_up_waits_for_a_twin_that_is_inserting(isolated: Any) -> None:
     data = encode(photo_like(40, 30, seed=600), "PNG")
     values = job_values(data)
 
-    async def scenario(state: AppState) -> None:
+    async def scenario(state: Resources) -> None:
         state.store.put(data)  # written by the request that will fail
-        async with state.sessions.begin() as twin:  # the twin: lock taken, file checked
-            row = await insert_using_blob(state, twin, values, data)
-            assert row is not None
-            clean_up = asyncio.create_task(forget_unreferenced(state, values["input_sha256"]))
-            await asyncio.sleep(0.5)
-            assert not clean_up.done(), "the clean-up must wait for the twin's transaction"
-        await clean_up  # runs once the twin's row is committed: it sees the row
+        async with state.sessions() as failed:  # the request that failed
+            async with state.sessions.begin() as twin:  # the twin: lock taken, file checked
+                row = await insert_using_blob(
+                    session=twin, store=state.store, values=values, data=data
+                )
+                assert row is not None
+                digest = values["input_sha256"]
+                clean_up = asyncio.create_task(
+                    forget_unreferenced(session=failed, store=state.store, digest=digest)
+                )
+                await asyncio.sleep(0.5)
+                assert not clean_up.done(), "the clean-up must wait for the twin's transaction"
+            await clean_up  # runs once the twin's row is committed: it sees the row
         assert state.store.has(values["input_sha256"]), "the twin's input was kept"
 
     run(isolated("race1"), scenario)
@@ -70,12 +75,16 @@ def test_a_twin_after_the_clean_up_writes_the_blob_again(isolated: Any) -> None:
     data = encode(photo_like(40, 30, seed=601), "PNG")
     values = job_values(data)
 
-    async def scenario(state: AppState) -> None:
+    async def scenario(state: Resources) -> None:
         state.store.put(data)  # the twin saw this file, so it did not write its own
-        await forget_unreferenced(state, values["input_sha256"])  # the failed request
+        async with state.sessions() as failed:  # the failed request
+            await forget_unreferenced(
+                session=failed, store=state.store, digest=values["input_sha256"]
+            )
         assert not state.store.has(values["input_sha256"])
         async with state.sessions.begin() as twin:
-            assert await insert_using_blob(state, twin, values, data) is not None
+            row = await insert_using_blob(session=twin, store=state.store, values=values, data=data)
+            assert row is not None
         assert state.store.get(values["input_sha256"]) == data, "the twin wrote it again"
         async with state.sessions() as session:
             assert (await session.execute(repo.select_job(values["id"]))).first() is not None

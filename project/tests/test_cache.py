@@ -13,16 +13,21 @@ import redis
 
 from imgproc.cache.service import SyncCache
 from imgproc.config import Settings
+from imgproc.jobs.status_cache import StatusKeys
 
 
 def _cache(settings: Settings) -> SyncCache:
-    return SyncCache(settings.redis_url, settings.redis_prefix + "cache-test:", timeout=1)
+    return SyncCache(settings.redis_url, timeout=1)
+
+
+def _keys(settings: Settings) -> StatusKeys:
+    return StatusKeys(settings.redis_prefix + "cache-test:")
 
 
 def test_sent_writes_land_in_order_without_waiting(settings: Settings) -> None:
     cache = _cache(settings)
     reader = redis.Redis.from_url(settings.redis_url)
-    key = cache.keys.status("order")
+    key = _keys(settings).status("order")
     try:
         for i in range(50):
             cache.send(("SET", key, f"v{i}", "EX", 60))
@@ -50,7 +55,7 @@ def test_a_connection_closed_by_redis_is_replaced_before_the_next_write(
 ) -> None:
     cache = _cache(settings)
     reader = redis.Redis.from_url(settings.redis_url)
-    key = cache.keys.status("closed")
+    key = _keys(settings).status("closed")
     try:
         name = f"imgproc-cache-test-{settings.celery_queue.replace('.', '-')}"
         cache.send(("CLIENT", "SETNAME", name))
@@ -71,12 +76,13 @@ def test_a_connection_closed_by_redis_is_replaced_before_the_next_write(
 def test_a_cache_that_is_down_never_raises_and_is_skipped_for_a_while(
     settings: Settings,
 ) -> None:
-    cache = SyncCache("redis://127.0.0.1:1/0", settings.redis_prefix, timeout=0.25, pause=30)
-    cache.send(("SET", cache.keys.status("nowhere"), "v", "EX", 60))
+    cache = SyncCache("redis://127.0.0.1:1/0", timeout=0.25, pause=30)
+    key = _keys(settings).status("nowhere")
+    cache.send(("SET", key, "v", "EX", 60))
     cache.settle()
     assert cache._unread == 0 and cache._conn is None
     started = time.perf_counter()
     for _ in range(100):
-        cache.send(("SET", cache.keys.status("nowhere"), "v", "EX", 60))
+        cache.send(("SET", key, "v", "EX", 60))
     assert time.perf_counter() - started < 0.05, "after a failure the cache is skipped"
     cache.close()

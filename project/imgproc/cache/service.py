@@ -1,13 +1,6 @@
-"""Best-effort Redis cache: every error is logged and treated as a miss.
+"""Best-effort Redis clients: every error is logged and treated as a miss.
 
-Keys (under REDIS_PREFIX):
-- `imgproc:dedup:<request key>` -> job id of the live job for that image + operation + params.
-- `imgproc:status:<job id>` -> the status document `GET /task-status` returns.
-
-Status entries are written through by whoever changes the job (the API when it creates it, the
-worker on every transition, with a plain SET that overwrites). A reader that missed and loaded
-the row from PostgreSQL fills the cache with SET NX, so a stale read can never overwrite the
-fresher value a worker wrote meanwhile. Final states live longer: they never change again.
+What is cached, under which keys and for how long is the jobs' business: `jobs/status_cache.py`.
 """
 
 from __future__ import annotations
@@ -26,17 +19,6 @@ CacheObserver = Callable[[str, str], None]  # (cache name, "hit" | "miss" | "err
 
 def _noop(cache: str, result: str) -> None:
     return None
-
-
-class CacheKeys:
-    def __init__(self, prefix: str) -> None:
-        self.prefix = f"{prefix}imgproc:"
-
-    def dedup(self, request_key: str) -> str:
-        return f"{self.prefix}dedup:{request_key}"
-
-    def status(self, job_id: str) -> str:
-        return f"{self.prefix}status:{job_id}"
 
 
 class _Breaker:
@@ -61,13 +43,11 @@ class AsyncCache(_Breaker):
     def __init__(
         self,
         url: str,
-        prefix: str,
         *,
         timeout: float,
         observe: CacheObserver = _noop,
         pause: float = 5.0,
     ) -> None:
-        self.keys = CacheKeys(prefix)
         self.client = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
@@ -118,8 +98,7 @@ class SyncCache(_Breaker):
     PostgreSQL the truth.
     """
 
-    def __init__(self, url: str, prefix: str, *, timeout: float, pause: float = 5.0) -> None:
-        self.keys = CacheKeys(prefix)
+    def __init__(self, url: str, *, timeout: float, pause: float = 5.0) -> None:
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from imgproc.deps import AppState, StateDep
+from imgproc.deps import CacheDep, QueueDep, SessionDep
 from imgproc.errors import error_body
 
 router = APIRouter(tags=["health"])
@@ -22,40 +22,30 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _postgres(state: AppState) -> None:
-    async with state.engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-
-
-async def _redis(state: AppState) -> None:
-    await state.cache.client.ping()
-
-
-async def _broker(state: AppState) -> None:
-    def check() -> None:
-        with state.publisher.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=int(_TIMEOUT))
-
-    await anyio.to_thread.run_sync(check)
-
-
-async def _run(check: Callable[[AppState], Awaitable[None]], state: AppState) -> str:
+async def _run(check: Callable[[], Awaitable[None]]) -> str:
     try:
-        await asyncio.wait_for(check(state), _TIMEOUT)
+        await asyncio.wait_for(check(), _TIMEOUT)
     except Exception as exc:
         return f"error: {type(exc).__name__}: {exc}"[:300]
     return "ok"
 
 
 @router.get("/readyz", responses={503: {"description": "PostgreSQL or the broker does not answer"}})
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(session: SessionDep, cache: CacheDep, queue: QueueDep) -> JSONResponse:
     """Ready when PostgreSQL and the broker answer; the Redis cache is reported, not required.
 
     Without the cache the API still works from PostgreSQL, so a load balancer must keep
     sending it traffic: a cache outage is `degraded`, not `not ready`.
     """
+
+    async def postgres() -> None:
+        await session.execute(text("SELECT 1"))
+
+    async def broker() -> None:
+        await anyio.to_thread.run_sync(queue.check, _TIMEOUT)
+
     names = ("postgres", "redis", "broker")
-    results = await asyncio.gather(*(_run(c, state) for c in (_postgres, _redis, _broker)))
+    results = await asyncio.gather(_run(postgres), _run(cache.ping), _run(broker))
     checks = dict(zip(names, results, strict=True))
     failing = [name for name in ("postgres", "broker") if checks[name] != "ok"]
     if failing:

@@ -1,8 +1,15 @@
-"""The job table: the single source of truth for every job's state."""
+"""The job table, the single source of truth for every job's state, and `JobRecord`, one row.
+
+`Job` declares the table (for Alembic and SQLAlchemy Core); `JobRecord` is a row as the code
+passes it around, whichever driver read it (asyncpg through SQLAlchemy in the API, psycopg in
+the worker): `JobRecord.from_mapping(row)`.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -69,3 +76,42 @@ class Job(Base):
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One row of `imgproc_jobs`."""
+
+    id: uuid.UUID
+    operation: str
+    params: dict[str, Any]
+    status: JobStatus
+    request_key: str
+    input_sha256: str
+    input_format: str
+    input_bytes: int
+    output_sha256: str | None
+    output_format: str | None
+    output_width: int | None
+    output_height: int | None
+    attempts: int
+    error: str | None
+    request_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> JobRecord:
+        values = {name: row[name] for name in _FIELDS}
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+_FIELDS = tuple(f.name for f in fields(JobRecord))

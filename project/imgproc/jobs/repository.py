@@ -1,7 +1,8 @@
-"""SQL for the job table.
+"""All SQL of the job table (no other module writes SQL).
 
-Most statements are SQLAlchemy Core, executed by the async API and by the sync worker; the
-worker's two per-job statements (claim, done) are plain SQL for psycopg (see CLAIM_SQL).
+Most statements are SQLAlchemy Core, executed by the async API and by the sync worker, which
+turn the row they return into a `JobRecord` with `record()`; the worker's two per-job
+statements (claim, done) are plain SQL run on psycopg (see CLAIM_SQL).
 
 Every state change is a guarded UPDATE: it names the state it expects, so two workers (or a
 redelivered message) can never both move a job forward. `attempts` doubles as a fencing token:
@@ -15,12 +16,23 @@ from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Result
 from sqlalchemy.sql import Executable
 
 from imgproc.db import DriverConnection
-from imgproc.jobs.models import Job, JobStatus
+from imgproc.jobs.models import Job, JobRecord, JobStatus
 
 jobs = cast(Table, Job.__table__)
+
+
+def record(result: Result[Any]) -> JobRecord | None:
+    """The first row of `result` as a JobRecord (None if there is none)."""
+    row = result.mappings().first()
+    return None if row is None else JobRecord.from_mapping(row)
+
+
+def _record(row: dict[str, Any] | None) -> JobRecord | None:
+    return None if row is None else JobRecord.from_mapping(row)
 
 
 def _seconds_ago(seconds: float) -> Any:
@@ -58,6 +70,11 @@ def select_live_by_request_key(request_key: str) -> Select[Any]:
     return select(jobs).where(jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED)
 
 
+def select_job_using_blob(digest: str) -> Select[Any]:
+    """Any one job whose input is the blob `digest` (to know whether it may be deleted)."""
+    return select(jobs.c.id).where(jobs.c.input_sha256 == digest).limit(1)
+
+
 # The worker's two per-job statements are plain SQL run on a psycopg connection (DriverConnection
 # in imgproc.db): SQLAlchemy's execute path costs more CPU than the statement itself (measured
 # 0.45 ms against 0.25 ms per job for the pair), and a worker runs them for every single job.
@@ -84,7 +101,7 @@ RETURNING *
 
 def claim(
     db: DriverConnection, job_id: uuid.UUID, *, lease_seconds: float, takeover: bool = False
-) -> Any | None:
+) -> JobRecord | None:
     """queued -> processing; the claimed row, or None if the job is not this worker's to run.
 
     A processing job is taken over when its lease ran out, or at once with `takeover` (the
@@ -92,7 +109,7 @@ def claim(
     either way, so the old holder, should it still be alive, can no longer finish the job.
     """
     params = {"job_id": job_id, "lease": float(lease_seconds), "takeover": takeover}
-    return db.fetch_one(CLAIM_SQL, params)
+    return _record(db.fetch_one(CLAIM_SQL, params))
 
 
 def mark_done(
@@ -104,10 +121,10 @@ def mark_done(
     fmt: str,
     width: int,
     height: int,
-) -> Any | None:
+) -> JobRecord | None:
     """processing -> done, only for the attempt that holds the job (else None: fenced off)."""
     params = {"sha256": sha256, "format": fmt, "width": width, "height": height}
-    return db.fetch_one(MARK_DONE_SQL, {"job_id": job_id, "attempt": attempt, **params})
+    return _record(db.fetch_one(MARK_DONE_SQL, {"job_id": job_id, "attempt": attempt, **params}))
 
 
 def _owned(job_id: Any, attempt: Any) -> Any:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ValidationError
 
-from imgproc.deps import RequestIdDep, StateDep
+from imgproc.deps import (
+    CacheDep,
+    MetricsDep,
+    QueueDep,
+    RequestIdDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
+from imgproc.errors import validation_summary
 from imgproc.images.exceptions import ParameterError, UploadTooLarge
 from imgproc.images.schemas import (
     CropParams,
@@ -34,43 +44,58 @@ def _params(model: type[BaseModel], **fields: Any) -> OperationParams:
     try:
         params = model.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'parameters'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ParameterError(
-            f"bad parameters: {problems}",
-            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()],
-        ) from exc
+        summary, details = validation_summary(exc.errors())
+        raise ParameterError(f"bad parameters: {summary}", details=details) from exc
     assert isinstance(params, CropParams | GrayscaleParams | ResizeParams)
     return params
 
 
+@dataclass(frozen=True)
+class Submission:
+    """What every upload route needs, gathered by FastAPI from the dependencies."""
+
+    request: Request
+    response: Response
+    request_id: RequestIdDep
+    session: SessionDep
+    cache: CacheDep
+    store: StoreDep
+    queue: QueueDep
+    metrics: MetricsDep
+    settings: SettingsDep
+
+
+SubmissionDep = Annotated[Submission, Depends()]
+
+
 async def _submit(
-    state: StateDep,
-    request: Request,
-    response: Response,
-    request_id: str | None,
-    operation: Operation,
-    params: OperationParams,
-    file: UploadFile,
+    ctx: Submission, operation: Operation, params: OperationParams, file: UploadFile
 ) -> SubmitResponse:
-    limit = state.settings.max_upload_bytes
+    limit = ctx.settings.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise UploadTooLarge(f"the upload is {file.size} bytes; the limit is {limit}")
     data = await file.read(limit + 1)
     submitted = await service.submit_job(
-        state, operation=operation, params=params, data=data, request_id=request_id
+        session=ctx.session,
+        cache=ctx.cache,
+        store=ctx.store,
+        queue=ctx.queue,
+        metrics=ctx.metrics,
+        settings=ctx.settings,
+        operation=operation,
+        params=params,
+        data=data,
+        request_id=ctx.request_id,
     )
     status = submitted.status
-    state.metrics.jobs_submitted.labels(
+    ctx.metrics.jobs_submitted.labels(
         operation=operation.value, deduplicated=str(submitted.cache_hit).lower()
     ).inc()
     # 202: accepted for processing. An identical earlier request answers at once with 200.
-    response.status_code = 200 if submitted.cache_hit else 202
-    response.headers["X-Cache"] = "HIT" if submitted.cache_hit else "MISS"
-    status_url = str(request.url_for("task_status", task_id=status.task_id))
-    response.headers["Location"] = status_url
+    ctx.response.status_code = 200 if submitted.cache_hit else 202
+    ctx.response.headers["X-Cache"] = "HIT" if submitted.cache_hit else "MISS"
+    status_url = str(ctx.request.url_for("task_status", task_id=status.task_id))
+    ctx.response.headers["Location"] = status_url
     return SubmitResponse(
         task_id=status.task_id,
         status=status.status,
@@ -78,16 +103,13 @@ async def _submit(
         params=status.params,
         cache_hit=submitted.cache_hit,
         status_url=status_url,
-        result_url=str(request.url_for("task_result", task_id=status.task_id)),
+        result_url=str(ctx.request.url_for("task_result", task_id=status.task_id)),
     )
 
 
 @router.post("/crop", status_code=202, responses=_ERRORS)
 async def crop(
-    state: StateDep,
-    request: Request,
-    response: Response,
-    request_id: RequestIdDep,
+    ctx: SubmissionDep,
     file: UploadDep,
     left: Annotated[int, Form(description="x of the left edge, upright image")],
     top: Annotated[int, Form(description="y of the top edge, upright image")],
@@ -96,28 +118,22 @@ async def crop(
 ) -> SubmitResponse:
     """Cut a box out of the image (the box must lie inside it)."""
     params = _params(CropParams, left=left, top=top, width=width, height=height)
-    return await _submit(state, request, response, request_id, Operation.CROP, params, file)
+    return await _submit(ctx, Operation.CROP, params, file)
 
 
 @router.post("/grayscale", status_code=202, responses=_ERRORS)
 async def grayscale(
-    state: StateDep,
-    request: Request,
-    response: Response,
-    request_id: RequestIdDep,
+    ctx: SubmissionDep,
     file: UploadDep,
 ) -> SubmitResponse:
     """Convert the image to grayscale (alpha is kept)."""
     params = _params(GrayscaleParams)
-    return await _submit(state, request, response, request_id, Operation.GRAYSCALE, params, file)
+    return await _submit(ctx, Operation.GRAYSCALE, params, file)
 
 
 @router.post("/resize", status_code=202, responses=_ERRORS)
 async def resize(
-    state: StateDep,
-    request: Request,
-    response: Response,
-    request_id: RequestIdDep,
+    ctx: SubmissionDep,
     file: UploadDep,
     width: Annotated[int | None, Form(description="target width, 1..10000")] = None,
     height: Annotated[int | None, Form(description="target height, 1..10000")] = None,
@@ -130,13 +146,13 @@ async def resize(
     params = _params(
         ResizeParams, width=width, height=height, keep_aspect=keep_aspect, filter=filter
     )
-    return await _submit(state, request, response, request_id, Operation.RESIZE, params, file)
+    return await _submit(ctx, Operation.RESIZE, params, file)
 
 
 @router.get("/task-status/{task_id}", name="task_status", responses=_ERRORS)
-async def task_status(state: StateDep, task_id: uuid.UUID) -> TaskStatus:
+async def task_status(session: SessionDep, cache: CacheDep, task_id: uuid.UUID) -> TaskStatus:
     """Status, operation, parameters, timestamps, attempts and the error of a failed job."""
-    return await service.get_status(state, task_id)
+    return await service.get_status(session=session, cache=cache, job_id=task_id)
 
 
 @router.get(
@@ -145,9 +161,13 @@ async def task_status(state: StateDep, task_id: uuid.UUID) -> TaskStatus:
     response_class=FileResponse,
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}, **_ERRORS},
 )
-async def task_result(state: StateDep, task_id: uuid.UUID) -> FileResponse:
+async def task_result(
+    session: SessionDep, cache: CacheDep, store: StoreDep, queue: QueueDep, task_id: uuid.UUID
+) -> FileResponse:
     """The processed image: 409 while it is not ready, 410 if the job failed."""
-    result = await service.get_result(state, task_id)
+    result = await service.get_result(
+        session=session, cache=cache, store=store, queue=queue, job_id=task_id
+    )
     return FileResponse(
         result.path,
         media_type=result.media_type,

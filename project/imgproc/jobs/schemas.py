@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from imgproc.images.service import MEDIA_TYPES
-from imgproc.jobs.models import JobStatus
+from imgproc.jobs.models import JobRecord, JobStatus
 
 
 class OutputInfo(BaseModel):
@@ -39,29 +38,37 @@ class TaskStatus(BaseModel):
     output: OutputInfo | None
 
     @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> TaskStatus:
+    def from_record(cls, job: JobRecord) -> TaskStatus:
         output = None
-        if row["status"] == JobStatus.DONE and row["output_sha256"]:
+        sha, fmt, width, height = (
+            job.output_sha256,
+            job.output_format,
+            job.output_width,
+            job.output_height,
+        )
+        if (
+            job.status == JobStatus.DONE
+            and sha
+            and fmt
+            and width is not None
+            and height is not None
+        ):
             output = OutputInfo(
-                format=row["output_format"],
-                media_type=MEDIA_TYPES[row["output_format"]],
-                width=row["output_width"],
-                height=row["output_height"],
-                sha256=row["output_sha256"],
+                format=fmt, media_type=MEDIA_TYPES[fmt], width=width, height=height, sha256=sha
             )
         return cls(
-            task_id=row["id"],
-            status=JobStatus(row["status"]),
-            operation=row["operation"],
-            params=row["params"],
-            attempts=row["attempts"],
-            error=row["error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            status_url=f"/task-status/{row['id']}",
-            result_url=f"/result/{row['id']}",
+            task_id=job.id,
+            status=job.status,
+            operation=job.operation,
+            params=job.params,
+            attempts=job.attempts,
+            error=job.error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            status_url=f"/task-status/{job.id}",
+            result_url=f"/result/{job.id}",
             output=output,
         )
 

@@ -1,7 +1,18 @@
-"""Submit a job, read its status, find its result: the API's side of a job's life."""
+"""Submit a job, read its status, find its result: the API's side of a job's life.
+
+Every function takes exactly what it touches, as keyword arguments (the routes get them from
+`deps.py`). Submitting is four steps, each its own function:
+
+1. `check_upload`: refuse what no worker may see (too big, empty, not an image, too many pixels,
+   parameters that do not fit the image), and compute the request's identity;
+2. `find_twin`: an identical request already has a live job -> answer with it;
+3. `record_job`: store the upload (fsynced) and INSERT its row (or meet the twin that won);
+4. `enqueue`: send the job id to the workers (a failure is left to the reconciler).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,18 +20,20 @@ from typing import Any
 
 import anyio
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from imgproc.deps import AppState
+from imgproc.config import Settings
 from imgproc.images.exceptions import UnsupportedImage, UploadTooLarge
 from imgproc.images.schemas import Operation, OperationParams, canonical_params
-from imgproc.images.service import MEDIA_TYPES, ImageInfo, check_params, inspect_image
+from imgproc.images.service import EXTENSIONS, MEDIA_TYPES, ImageInfo, check_params, inspect_image
 from imgproc.jobs import repository as repo
 from imgproc.jobs.exceptions import JobFailed, JobNotFound, JobNotReady, ResultMissing
-from imgproc.jobs.models import FINAL_STATUSES, JobStatus
+from imgproc.jobs.models import JobRecord, JobStatus
+from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.schemas import TaskStatus
-from imgproc.storage.service import sha256_hex
+from imgproc.jobs.status_cache import StatusCache
+from imgproc.metrics.api import ApiMetrics
+from imgproc.storage.service import ContentStore, sha256_hex
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +48,16 @@ class Submitted:
     cache_hit: bool
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An upload that passed every check, with its identity."""
+
+    data: bytes
+    sha256: str
+    info: ImageInfo
+    request_key: str
+
+
 def request_key(input_sha256: str, operation: Operation, params: OperationParams) -> str:
     """The identity of a request: same bytes, operation and normalized params -> same key."""
     return sha256_hex(f"{input_sha256}\n{operation}\n{canonical_params(params)}".encode())
@@ -44,16 +67,10 @@ def _inspect(data: bytes, max_pixels: int) -> tuple[str, ImageInfo]:
     return sha256_hex(data), inspect_image(data, max_pixels=max_pixels)
 
 
-async def submit_job(
-    state: AppState,
-    *,
-    operation: Operation,
-    params: OperationParams,
-    data: bytes,
-    request_id: str | None,
-) -> Submitted:
-    """Validate, store, record and enqueue one request (or answer with its identical twin)."""
-    settings = state.settings
+async def check_upload(
+    data: bytes, *, operation: Operation, params: OperationParams, settings: Settings
+) -> Upload:
+    """Validate the upload and its parameters before anything is stored."""
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(
             f"the upload is {len(data)} bytes; the limit is {settings.max_upload_bytes}"
@@ -65,73 +82,112 @@ async def submit_job(
     else:
         digest, info = _inspect(data, settings.max_pixels)
     check_params(info, params, max_pixels=settings.max_pixels)
-    key = request_key(digest, operation, params)
+    return Upload(data, digest, info, request_key(digest, operation, params))
 
-    cached_id = await state.cache.get("dedup", state.cache.keys.dedup(key))
-    if cached_id is not None:
-        existing = await _status_or_none(state, uuid.UUID(cached_id.decode()))
-        if existing is not None and existing.status != JobStatus.FAILED:
-            return Submitted(existing, cache_hit=True)
 
-    _, created = await anyio.to_thread.run_sync(state.store.put, data, digest)
+async def find_twin(*, session: AsyncSession, cache: StatusCache, key: str) -> TaskStatus | None:
+    """The live job of an identical earlier request, if the cache knows one."""
+    job_id = await cache.job_for_request(key)
+    if job_id is None:
+        return None
+    existing = await _status_or_none(session=session, cache=cache, job_id=job_id)
+    return existing if existing is not None and existing.status != JobStatus.FAILED else None
+
+
+async def record_job(
+    *,
+    session: AsyncSession,
+    store: ContentStore,
+    upload: Upload,
+    operation: Operation,
+    params: OperationParams,
+    request_id: str | None,
+) -> tuple[TaskStatus, bool]:
+    """Store the upload and commit its job row; (status, True) for a new job.
+
+    (twin's status, False) when an identical live job committed first. If this request fails,
+    a blob it wrote that no row points at is deleted again: nothing is left half-written.
+    """
+    _, created = await anyio.to_thread.run_sync(store.put, upload.data, upload.sha256)
     values = {
         "id": uuid.uuid4(),
         "operation": operation.value,
         "params": params.model_dump(mode="json"),
         "status": JobStatus.QUEUED.value,
-        "request_key": key,
-        "input_sha256": digest,
-        "input_format": info.format,
-        "input_bytes": len(data),
+        "request_key": upload.request_key,
+        "input_sha256": upload.sha256,
+        "input_format": upload.info.format,
+        "input_bytes": len(upload.data),
         "request_id": request_id,
     }
     try:
-        row = None
         # Two tries: the twin that blocked the INSERT may fail in between, freeing the key.
         for _ in range(2):
-            async with state.sessions.begin() as session:
-                row = await insert_using_blob(state, session, values, data)
-                if row is not None:
-                    break
-                # An identical live job won the race: answer with it.
-                twin_row = (await session.execute(repo.select_live_by_request_key(key))).first()
-            if twin_row is not None:
-                twin = TaskStatus.from_row(twin_row._mapping)
-                await _remember(state, key, twin)
-                return Submitted(twin, cache_hit=True)
-        if row is None:
-            raise RuntimeError(f"request key {key} stayed in conflict without a live job")
+            async with session.begin():
+                job = await insert_using_blob(
+                    session=session, store=store, values=values, data=upload.data
+                )
+                if job is not None:
+                    return TaskStatus.from_record(job), True
+                twin = repo.record(
+                    await session.execute(repo.select_live_by_request_key(upload.request_key))
+                )
+            if twin is not None:
+                return TaskStatus.from_record(twin), False
+        raise RuntimeError(f"request key {upload.request_key} stayed in conflict without a job")
     except BaseException:
         if created:
-            await forget_unreferenced(state, digest)
+            with contextlib.suppress(Exception):
+                await session.rollback()  # whatever state the failure left it in
+            await forget_unreferenced(session=session, store=store, digest=upload.sha256)
         raise
-    status = TaskStatus.from_row(row._mapping)
-    await _remember(state, key, status)
+
+
+async def enqueue(*, queue: JobQueue, metrics: ApiMetrics, job_id: uuid.UUID) -> None:
+    """Send the job to the workers; if the broker fails, the reconciler sends it later."""
     try:
-        await anyio.to_thread.run_sync(state.publisher.publish, str(status.task_id))
+        await anyio.to_thread.run_sync(queue.publish, str(job_id))
     except Exception as exc:  # the row is committed: the reconciler sends it later
-        state.metrics.enqueue_failures.inc()
-        log.warning("enqueue_failed", job_id=str(status.task_id), error=str(exc))
-    log.info("job_submitted", job_id=str(status.task_id), operation=operation.value)
-    return Submitted(status, cache_hit=False)
+        metrics.enqueue_failures.inc()
+        log.warning("enqueue_failed", job_id=str(job_id), error=str(exc))
 
 
-async def _remember(state: AppState, key: str, status: TaskStatus) -> None:
-    settings = state.settings
-    await state.cache.set(
-        state.cache.keys.dedup(key), str(status.task_id), ttl=settings.final_ttl_seconds
+async def submit_job(
+    *,
+    session: AsyncSession,
+    cache: StatusCache,
+    store: ContentStore,
+    queue: JobQueue,
+    metrics: ApiMetrics,
+    settings: Settings,
+    operation: Operation,
+    params: OperationParams,
+    data: bytes,
+    request_id: str | None,
+) -> Submitted:
+    """Validate, store, record and enqueue one request (or answer with its identical twin)."""
+    upload = await check_upload(data, operation=operation, params=params, settings=settings)
+    twin = await find_twin(session=session, cache=cache, key=upload.request_key)
+    if twin is not None:
+        return Submitted(twin, cache_hit=True)
+    status, created = await record_job(
+        session=session,
+        store=store,
+        upload=upload,
+        operation=operation,
+        params=params,
+        request_id=request_id,
     )
-    await state.cache.set(
-        state.cache.keys.status(str(status.task_id)),
-        status.model_dump_json(),
-        ttl=settings.status_ttl_seconds,
-        only_if_missing=True,
-    )
+    await cache.remember_new(upload.request_key, status)
+    if created:
+        await enqueue(queue=queue, metrics=metrics, job_id=status.task_id)
+        log.info("job_submitted", job_id=str(status.task_id), operation=operation.value)
+    return Submitted(status, cache_hit=not created)
 
 
 async def insert_using_blob(
-    state: AppState, session: AsyncSession, values: dict[str, Any], data: bytes
-) -> Any:
+    *, session: AsyncSession, store: ContentStore, values: dict[str, Any], data: bytes
+) -> JobRecord | None:
     """INSERT the job row (or None on a live twin), its input blob guaranteed to be there.
 
     The shared blob lock keeps a failed twin's clean-up (`forget_unreferenced`) from deleting the
@@ -141,56 +197,45 @@ async def insert_using_blob(
     digest = values["input_sha256"]
     await session.execute(repo.lock_blob(digest, shared=True))
     # A stat of a local file: cheaper inline than a thread hop while holding a connection.
-    if not state.store.has(digest):
-        await anyio.to_thread.run_sync(state.store.put, data, digest)
-    return (await session.execute(repo.insert_job(values))).first()
+    if not store.has(digest):
+        await anyio.to_thread.run_sync(store.put, data, digest)
+    return repo.record(await session.execute(repo.insert_job(values)))
 
 
-async def forget_unreferenced(state: AppState, digest: str) -> None:
+async def forget_unreferenced(*, session: AsyncSession, store: ContentStore, digest: str) -> None:
     """Delete a blob this request wrote if no row points at it (nothing half-written stays)."""
     used: Any = None
     try:
-        async with state.sessions.begin() as session:
+        async with session.begin():
             await session.execute(repo.lock_blob(digest, shared=False))
-            used = await session.scalar(
-                select(repo.jobs.c.id).where(repo.jobs.c.input_sha256 == digest).limit(1)
-            )
+            used = await session.scalar(repo.select_job_using_blob(digest))
             if used is None:
-                await anyio.to_thread.run_sync(state.store.delete, digest)
+                await anyio.to_thread.run_sync(store.delete, digest)
     except Exception:
         if used is None:
             # The database did not answer, which is most likely why this request failed too:
             # delete rather than leave an orphan. (A twin upload committing through a database
             # that answers it but not us could lose its input; it then fails, clearly.)
-            await anyio.to_thread.run_sync(state.store.delete, digest)
+            await anyio.to_thread.run_sync(store.delete, digest)
 
 
-async def _status_or_none(state: AppState, job_id: uuid.UUID) -> TaskStatus | None:
-    raw = await state.cache.get("status", state.cache.keys.status(str(job_id)))
-    if raw is not None:
-        return TaskStatus.model_validate_json(raw)
-    async with state.sessions() as session:
-        row = (await session.execute(repo.select_job(job_id))).first()
-    if row is None:
+async def _status_or_none(
+    *, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID
+) -> TaskStatus | None:
+    status = await cache.status(job_id)
+    if status is not None:
+        return status
+    async with session.begin():
+        job = repo.record(await session.execute(repo.select_job(job_id)))
+    if job is None:
         return None
-    status = TaskStatus.from_row(row._mapping)
-    ttl = (
-        state.settings.final_ttl_seconds
-        if status.status in FINAL_STATUSES
-        else state.settings.status_ttl_seconds
-    )
-    # NX: a worker may have written a newer status since we read the row; never overwrite it.
-    await state.cache.set(
-        state.cache.keys.status(str(job_id)),
-        status.model_dump_json(),
-        ttl=ttl,
-        only_if_missing=True,
-    )
+    status = TaskStatus.from_record(job)
+    await cache.fill(status)
     return status
 
 
-async def get_status(state: AppState, job_id: uuid.UUID) -> TaskStatus:
-    status = await _status_or_none(state, job_id)
+async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID) -> TaskStatus:
+    status = await _status_or_none(session=session, cache=cache, job_id=job_id)
     if status is None:
         raise JobNotFound(f"no task with id {job_id}")
     return status
@@ -203,8 +248,15 @@ class ResultFile:
     filename: str
 
 
-async def get_result(state: AppState, job_id: uuid.UUID) -> ResultFile:
-    status = await get_status(state, job_id)
+async def get_result(
+    *,
+    session: AsyncSession,
+    cache: StatusCache,
+    store: ContentStore,
+    queue: JobQueue,
+    job_id: uuid.UUID,
+) -> ResultFile:
+    status = await get_status(session=session, cache=cache, job_id=job_id)
     if status.status == JobStatus.FAILED:
         raise JobFailed(f"task {job_id} failed: {status.error}", details={"error": status.error})
     if status.status != JobStatus.DONE or status.output is None:
@@ -212,36 +264,31 @@ async def get_result(state: AppState, job_id: uuid.UUID) -> ResultFile:
             f"task {job_id} is {status.status.value}; poll {status.status_url}",
             details={"status": status.status.value},
         )
-    ext = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
-    media_type = MEDIA_TYPES[status.output.format]
-    path = state.store.path_for(status.output.sha256)
+    fmt = status.output.format
+    path = store.path_for(status.output.sha256)
     if not path.exists():
-        await _recompute(state, job_id)
+        await _recompute(session=session, cache=cache, queue=queue, job_id=job_id)
     return ResultFile(
-        path=path,
-        media_type=media_type,
-        filename=f"{job_id}.{ext[media_type]}",
+        path=path, media_type=MEDIA_TYPES[fmt], filename=f"{job_id}.{EXTENSIONS[fmt]}"
     )
 
 
-async def _recompute(state: AppState, job_id: uuid.UUID) -> None:
+async def _recompute(
+    *, session: AsyncSession, cache: StatusCache, queue: JobQueue, job_id: uuid.UUID
+) -> None:
     """A done job lost its output (a crash before the file reached the disk): run it again.
 
     Outputs are not fsynced because they can be recomputed from the fsynced input; this is where
     that happens. The job goes back to `queued` (guarded: only from `done`) and is re-sent.
     """
-    async with state.sessions.begin() as session:
-        row = (await session.execute(repo.requeue_lost_result(job_id))).first()
-    if row is None:
+    async with session.begin():
+        job = repo.record(await session.execute(repo.requeue_lost_result(job_id)))
+    if job is None:
         raise ResultMissing(f"task {job_id} has no result file and cannot be re-run now")
-    status = TaskStatus.from_row(row._mapping)
-    await state.cache.set(
-        state.cache.keys.status(str(job_id)),
-        status.model_dump_json(),
-        ttl=state.settings.status_ttl_seconds,
-    )
+    status = TaskStatus.from_record(job)
+    await cache.overwrite(status)
     try:
-        await anyio.to_thread.run_sync(state.publisher.publish, str(job_id))
+        await anyio.to_thread.run_sync(queue.publish, str(job_id))
     except Exception as exc:  # the reconciler sends it later
         log.warning("enqueue_failed", job_id=str(job_id), error=str(exc))
     log.warning("result_lost_requeued", job_id=str(job_id))

@@ -12,14 +12,14 @@ from celery import Celery, Task
 from imgproc.celery_app import PROCESS_TASK, RECONCILE_TASK
 from imgproc.config import Settings
 from imgproc.jobs.processor import context_for, run_job
+from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.reconciler import reconcile
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
     """Define the tasks on `app`, bound to `settings`."""
 
-    def send(job_id: str) -> None:
-        app.send_task(PROCESS_TASK, args=[job_id], queue=settings.celery_queue)
+    queue = JobQueue(app, settings.celery_queue)
 
     @app.task(name=PROCESS_TASK, bind=True, max_retries=None)
     def process_job(self: Task[Any, Any], job_id: str) -> str:
@@ -33,4 +33,4 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name=RECONCILE_TASK)
     def reconcile_jobs() -> dict[str, int]:
-        return reconcile(context_for(settings), send)
+        return reconcile(context_for(settings), queue.publish)
