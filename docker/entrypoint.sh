@@ -11,7 +11,8 @@ for name in POSTGRES_PASSWORD FLOWER_PASSWORD GRAFANA_ADMIN_PASSWORD; do
     # the one-shot every other service waits for).
     if value=$(printenv "$name"); then
         case "$value" in
-            "" | changeme* | change-me*) placeholder_found="$placeholder_found $name" ;;
+            "" | postgres | admin | changeme* | change-me*)
+                placeholder_found="$placeholder_found $name" ;;
         esac
     fi
 done

@@ -36,8 +36,8 @@ LABEL org.opencontainers.image.title="imgproc" \
       org.opencontainers.image.source="https://github.com/highload-course/highload-course"
 
 # An unprivileged user that owns only the data directory and the metrics scratch directory.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app \
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid app --home-dir /app --no-create-home --shell /usr/sbin/nologin app \
     && mkdir -p /data /tmp/imgproc-metrics \
     && chown app:app /data /tmp/imgproc-metrics
 
