@@ -1,0 +1,188 @@
+"""Lab 5, task 4: deferred work and failures, with queues only (no plugin, no sleep).
+
+A reminder waits in a delay queue: its per-message TTL (`expiration`) ends, and RabbitMQ
+dead-letters it into the work queue. A message whose handling fails goes the same way to be
+retried later (NOTIFY_RETRY_DELAY_MS, doubled per attempt), and after NOTIFY_MAX_ATTEMPTS it
+is parked in the dead-letter queue with `x-failure-reason` and `x-attempts` headers. Waiting
+never blocks the consumer: other messages keep flowing meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from labs.lab01_rest.tests.test_items_contract import create_item, show
+from labs.lab05_queue.tests.conftest import MAX_ATTEMPTS, RETRY_DELAY_MS
+from labs.lab05_queue.tests.rabbit import (
+    Message,
+    Names,
+    Notifications,
+    Rabbit,
+    created_counts,
+    wait_until,
+)
+from labs.lab05_queue.tests.test_consumer import expect_each_once, place_orders, wait_handled
+from labs.lab05_queue.tests.test_orders import post_order
+
+TASK = "4. Delays, retries and the dead-letter queue"
+CREATED = "order.created"
+REMINDER = "order.reminder"
+# The retry pauses before the last attempt: 1000 + 2000 ms with the grader's settings.
+RETRY_WAIT = sum(RETRY_DELAY_MS * 2**n for n in range(MAX_ATTEMPTS - 1)) / 1000
+REMINDER_BOUND = 2.5  # seconds a reminder may come after its time
+
+
+def event(order_id: int, item_name: str) -> bytes:
+    return json.dumps({
+        "id": order_id, "item_id": 1, "item_name": item_name, "unit_price": 1.0,
+        "quantity": 1, "total": 1.0, "remind_in_seconds": None,
+        "created_at": "2026-11-30T10:00:00+00:00",
+    }).encode()  # fmt: skip
+
+
+# Dead letters read so far, by queue: a test that reads the queue keeps the others' too.
+_DEAD: dict[str, list[Message]] = {}
+
+
+def dead_letters(rabbit: Rabbit, queue: str, message_id: str, timeout: float) -> list[Message]:
+    """Wait for the dead letters of `message_id` in `queue`; return them."""
+    seen = _DEAD.setdefault(queue, [])
+
+    def found() -> list[Message]:
+        return [m for m in seen if m.properties.message_id == message_id]
+
+    def arrived() -> bool:
+        seen.extend(rabbit.take_all(queue))
+        return bool(found())
+
+    wait_until(arrived, timeout, "")
+    wait_until(lambda: (seen.extend(rabbit.take_all(queue)), False)[1], 0.5, "")  # copies
+    return found()
+
+
+@pytest.mark.points(8, task=TASK)
+def test_a_poison_message_is_retried_later_then_dead_lettered_with_its_reason(
+    shop: httpx.Client,
+    notifications: Notifications,
+    rabbit: Rabbit,
+    main_names: Names,
+    db: psycopg.Connection,
+) -> None:
+    # Valid JSON, a valid order, but PostgreSQL refuses the NUL character in its text: the
+    # INSERT fails on every attempt, as a bug or bad data would make it.
+    poison_id = 900_000_101
+    message_id = f"{CREATED}:{poison_id}"
+    started = time.monotonic()
+    rabbit.publish(
+        main_names.exchange, CREATED, event(poison_id, "mug\u0000"),
+        message_id=message_id, type=CREATED,
+    )  # fmt: skip
+    # Orders placed after the poison flow while it waits for its retries.
+    item = create_item(shop)
+    ids = place_orders(shop, item["id"], 5)
+    counts = wait_handled(db, ids, timeout=RETRY_WAIT)
+    expect_each_once(counts, ids, "orders placed just after a failing message")
+    assert time.monotonic() - started < RETRY_WAIT, (
+        "orders placed after a failing message were held up until its retries were over: "
+        "retry through the delay queue (per-message TTL), never by sleeping in the consumer"
+    )
+
+    dead = dead_letters(rabbit, main_names.dead, message_id, RETRY_WAIT + 15)
+    waited = time.monotonic() - started
+    assert dead, (
+        f"a message that fails every time must end in the dead-letter queue {main_names.dead} "
+        f"after NOTIFY_MAX_ATTEMPTS={MAX_ATTEMPTS} attempts (it did not within "
+        f"{RETRY_WAIT + 15:.0f} s)"
+    )
+    assert len(dead) == 1, f"exactly one copy belongs in the dead-letter queue, found {len(dead)}"
+    headers = dead[0].headers
+    assert headers.get("x-attempts") == MAX_ATTEMPTS, (
+        f"the dead letter's `x-attempts` header must be {MAX_ATTEMPTS} (the attempts made), "
+        f"headers: {headers}"
+    )
+    reason = headers.get("x-failure-reason")
+    if isinstance(reason, bytes):
+        reason = reason.decode(errors="replace")
+    assert isinstance(reason, str) and len(reason) > 5, (
+        f"the dead letter's `x-failure-reason` header must say why it failed: {headers}"
+    )
+    assert dead[0].body == event(poison_id, "mug\u0000"), (
+        "the dead letter must carry the original body, so it can be fixed and replayed"
+    )
+    assert waited >= RETRY_WAIT - 0.2, (
+        f"the message reached the dead-letter queue {waited:.1f} s after it was published; "
+        f"the retries must wait {RETRY_DELAY_MS} ms, then twice that ({RETRY_WAIT:g} s in all)"
+    )
+    assert not created_counts(db, [poison_id], CREATED), "a failed message has no notification"
+
+
+@pytest.mark.points(4, task=TASK)
+def test_an_unreadable_message_is_dead_lettered_and_does_not_block_the_queue(
+    shop: httpx.Client,
+    notifications: Notifications,
+    rabbit: Rabbit,
+    main_names: Names,
+    db: psycopg.Connection,
+) -> None:
+    message_id = "order.created:not-json"
+    rabbit.publish(main_names.exchange, CREATED, b"{not json", message_id=message_id, type=CREATED)
+    item = create_item(shop)
+    ids = place_orders(shop, item["id"], 5)
+    expect_each_once(wait_handled(db, ids), ids, "orders placed after an unreadable message")
+    assert notifications.running, (
+        f"an unreadable message must not stop the service. Its log:\n{notifications.log_tail()}"
+    )
+    dead = dead_letters(rabbit, main_names.dead, message_id, RETRY_WAIT + 15)
+    assert dead, (
+        "a message that is not JSON can never be handled: it must end in the dead-letter "
+        f"queue {main_names.dead} (not be requeued forever, not be dropped)"
+    )
+    reason = dead[0].headers.get("x-failure-reason")
+    assert reason, f"the dead letter needs an `x-failure-reason` header: {dead[0].headers}"
+
+
+def reminder_delay(db: psycopg.Connection, order_id: int) -> float | None:
+    row = db.execute(
+        "SELECT extract(epoch FROM n.created_at - o.created_at) FROM notifications n "
+        "JOIN orders o ON o.id = n.order_id WHERE n.kind = %s AND n.order_id = %s",
+        (REMINDER, order_id),
+    ).fetchone()
+    return float(row[0]) if row else None
+
+
+@pytest.mark.points(10, task=TASK)
+def test_a_reminder_comes_after_its_delay_and_not_much_later(
+    shop: httpx.Client, notifications: Notifications, db: psycopg.Connection
+) -> None:
+    item = create_item(shop)
+    r = post_order(shop, item["id"], remind_in_seconds=3)
+    assert r.status_code == 201, f"an order with remind_in_seconds=3 must answer 201: {show(r)}"
+    order = r.json()
+    assert order.get("remind_in_seconds") == 3, f"the order must keep its reminder: {order}"
+    plain = post_order(shop, item["id"]).json()["id"]
+
+    wait_handled(db, [order["id"], plain])
+    wait_until(lambda: False, 1.5, "")
+    early = created_counts(db, [order["id"]], REMINDER)
+    assert not early, "the reminder was handled before its 3 s were over"
+    wait_until(lambda: reminder_delay(db, order["id"]) is not None, 3 + REMINDER_BOUND + 2, "")
+    delay = reminder_delay(db, order["id"])
+    assert delay is not None, (
+        f"no reminder ({REMINDER}) row for the order {3 + REMINDER_BOUND + 2:.0f} s after it: "
+        "publish it to the delay queue with expiration='3000'; the delay queue dead-letters "
+        "it into the work queue when the TTL ends"
+    )
+    assert 3.0 <= delay <= 3.0 + REMINDER_BOUND, (
+        f"the reminder came {delay:.2f} s after the order; it must come after 3 s and within "
+        f"{REMINDER_BOUND:g} s after that"
+    )
+    wait_until(lambda: False, 1.0, "")
+    assert created_counts(db, [order["id"]], REMINDER) == {order["id"]: 1}, (
+        "exactly one reminder per order"
+    )
+    assert not created_counts(db, [plain], REMINDER), "an order without a reminder gets none"
