@@ -109,9 +109,5 @@ class JobRecord:
         values["status"] = JobStatus(values["status"])
         return cls(**values)
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
 
 _FIELDS = tuple(f.name for f in fields(JobRecord))

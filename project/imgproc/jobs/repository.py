@@ -99,6 +99,14 @@ RETURNING *
 """
 
 
+# The worker's metrics read this at scrape time (imgproc_oldest_queued_job_age_seconds); the
+# queued rows are found through the reconciler's partial index.
+OLDEST_QUEUED_AGE_SQL = """
+SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
+  FROM imgproc_jobs WHERE status = 'queued'
+"""
+
+
 def claim(
     db: DriverConnection, job_id: uuid.UUID, *, lease_seconds: float, takeover: bool = False
 ) -> JobRecord | None:

@@ -21,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from imgproc.config import Settings
+from imgproc.jobs.repository import OLDEST_QUEUED_AGE_SQL
 from shared.settings import plain_postgres_url
 
 log = structlog.get_logger(__name__)
@@ -117,10 +118,7 @@ class OldestQueuedJobCollector(Collector):
     The queued rows are found through the reconciler's partial index, so a scrape reads only them.
     """
 
-    QUERY = (
-        "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)"
-        " FROM imgproc_jobs WHERE status = 'queued'"
-    )
+    QUERY = OLDEST_QUEUED_AGE_SQL
 
     def __init__(self, database_url: str) -> None:
         self.url = plain_postgres_url(database_url)
