@@ -91,7 +91,7 @@ class SyncCache(_Breaker):
     """The worker's cache client: write-through of status changes, without waiting for Redis.
 
     A worker writes a status on every transition of every job, and waiting for each reply would
-    add a round trip (~0.2 ms here) to the job's path. So `send` writes the commands to the socket
+    add a round trip to the job's path. So `send` writes the commands to the socket
     and returns; their replies are read by `settle`, which the next `send` calls first (they have
     long arrived by then). One connection, so Redis applies the writes in the order they were
     sent. Errors trip the breaker and drop the connection: the cache is an optimisation,

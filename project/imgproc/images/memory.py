@@ -2,8 +2,8 @@
 
 A 12 MP RGB image is 48 MB, which Pillow allocates in 16 MB blocks. glibc serves blocks that big
 with mmap and hands them back to the kernel on free (or trims the heap once enough is free at its
-top), so the next image faults in and zero-fills every page again: about 3,800 page faults and
-15 ms of CPU per 12 MP job, measured on the course VM (a job is 60-70 ms). Raising the mmap
+top), so the next image faults in and zero-fills every page again (thousands of page faults per
+12 MP job; figures in project/README.md, "How the per-job cost was cut"). Raising the mmap
 threshold to its maximum (32 MiB on 64-bit) and the trim threshold to 256 MiB keeps that memory in
 the process for the next image. The price: a worker's resident memory stays near its peak.
 """

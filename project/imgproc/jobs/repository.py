@@ -76,8 +76,8 @@ def select_job_using_blob(digest: str) -> Select[Any]:
 
 
 # The worker's two per-job statements are plain SQL run on a psycopg connection (DriverConnection
-# in imgproc.db): SQLAlchemy's execute path costs more CPU than the statement itself (measured
-# 0.45 ms against 0.25 ms per job for the pair), and a worker runs them for every single job.
+# in imgproc.db): SQLAlchemy's execute path costs more CPU than the statement itself, and a worker
+# runs them for every single job (figures: project/README.md, "How the per-job cost was cut").
 
 CLAIM_SQL = """
 UPDATE imgproc_jobs

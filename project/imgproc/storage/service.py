@@ -5,7 +5,7 @@ name. Writes go to a temporary file in the same directory and are renamed into p
 reader sees a whole file or none; the same bytes are stored once.
 
 One level of 256 directories: with two levels (`ab/cd/`, 65,536 directories) nearly every write
-of a young store created a directory or two, which cost ~0.5 ms per job on this VM's ext4. A
+of a young store created a directory or two, a measurable share of a small job's time. A
 process remembers the directories it has seen, so a write makes no mkdir call at all.
 """
 
