@@ -79,7 +79,7 @@ typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation
 	@# (a shared cache mixes up the `app` modules of different labs); two run at a time.
 	@ls -d labs/*/*/app | xargs -P 2 -I{} sh -c 'cd "$$(dirname {})" && \
 	  MYPYPATH=$(CURDIR) $(MYPY) --config-file $(CURDIR)/pyproject.toml \
-	  --cache-dir $(CURDIR)/.mypy_cache/$$(dirname {} | tr / _) app $$(ls -d migrations 2>/dev/null) \
+	  --cache-dir $(CURDIR)/.mypy_cache/$$(dirname {} | tr / _) app $$(ls -d migrations notifications 2>/dev/null) \
 	  > /tmp/mypy-$$$$.log 2>&1 \
 	  && echo "mypy $$(dirname {}): ok" \
 	  || { echo "mypy $$(dirname {}):"; cat /tmp/mypy-$$$$.log; exit 255; }'
