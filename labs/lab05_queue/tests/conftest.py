@@ -137,6 +137,8 @@ def notifications(notifications_service: Notifications) -> Notifications:
 @pytest.fixture(scope="session")
 def spy(request: pytest.FixtureRequest, rabbit: Rabbit, main_names: Names) -> str:
     """A queue bound like the work queue: it keeps a copy of every order.created event."""
+    if request.config.getoption("base_url"):
+        not_gradable("reads the events on the broker of the server the grader starts")
     queue = f"{main_names.prefix}spy"
     rabbit.declare_exchange(main_names.exchange)
     rabbit.declare_queue(queue)

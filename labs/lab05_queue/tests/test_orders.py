@@ -73,21 +73,21 @@ def orders_count(db: psycopg.Connection) -> int:
 
 @pytest.mark.points(8, task=TASK)
 def test_order_is_created_with_a_persistent_confirmed_event(
-    shop: httpx.Client, events: Spy
+    client: httpx.Client, events: Spy
 ) -> None:
-    item = create_item(shop, price=12.5, category="orders")
-    order = order_created(shop, item["id"], 3)
+    item = create_item(client, price=12.5, category="orders")
+    order = order_created(client, item["id"], 3)
     assert order["item_id"] == item["id"] and order["quantity"] == 3, (
         f"the order must be for item {item['id']}, quantity 3: {order}"
     )
     assert order["total"] == 37.5 and order["unit_price"] == 12.5, (
         f"total = unit_price x quantity, the item's price at the time of the order: {order}"
     )
-    r = shop.get(f"/orders/{order['id']}")
+    r = client.get(f"/orders/{order['id']}")
     assert r.status_code == 200 and r.json() == order, (
         f"GET /orders/{order['id']} must answer the order as POST answered it: {show(r)}"
     )
-    r = shop.get(f"/orders/{order['id'] + 1_000_000}")
+    r = client.get(f"/orders/{order['id'] + 1_000_000}")
     assert r.status_code == 404, f"GET /orders/<unknown id> must answer 404: {show(r)}"
 
     copies = events.events_of([order["id"]])[order["id"]]
@@ -110,9 +110,9 @@ def test_order_is_created_with_a_persistent_confirmed_event(
 
 @pytest.mark.points(5, task=TASK)
 def test_bad_orders_are_422_and_publish_nothing(
-    shop: httpx.Client, events: Spy, db: psycopg.Connection
+    client: httpx.Client, events: Spy, db: psycopg.Connection
 ) -> None:
-    item = create_item(shop)
+    item = create_item(client)
     before = orders_count(db)
     bad = [
         ({"item_id": item["id"], "quantity": 0}, "quantity 0"),
@@ -124,13 +124,13 @@ def test_bad_orders_are_422_and_publish_nothing(
         ({"item_id": item["id"] + 1_000_000, "quantity": 1}, "an item that does not exist"),
     ]
     for body, what in bad:
-        r = shop.post("/orders", json=body)
+        r = client.post("/orders", json=body)
         assert r.status_code == 422, f"POST /orders with {what} must answer 422: {show(r)}"
         assert "detail" in r.json(), f"a 422 answers a JSON detail: {show(r)}"
     assert orders_count(db) == before, "a refused order must not leave a row in `orders`"
     # Events travel in order: once the good order's event is in, any event of a refused
     # order (published before it) would be in too.
-    order = order_created(shop, item["id"])
+    order = order_created(client, item["id"])
     events.events_of([order["id"]])
     of_item = [
         i
@@ -145,10 +145,10 @@ def test_bad_orders_are_422_and_publish_nothing(
 
 
 @pytest.mark.points(7, task=TASK)
-def test_concurrent_orders_each_publish_one_event(shop: httpx.Client, events: Spy) -> None:
-    item = create_item(shop, price=2.0)
+def test_concurrent_orders_each_publish_one_event(client: httpx.Client, events: Spy) -> None:
+    item = create_item(client, price=2.0)
     with ThreadPoolExecutor(max_workers=10) as pool:
-        responses = list(pool.map(lambda _: post_order(shop, item["id"], 2), range(40)))
+        responses = list(pool.map(lambda _: post_order(client, item["id"], 2), range(40)))
     bad = [show(r) for r in responses if r.status_code != 201]
     assert not bad, f"40 orders at once must all answer 201: {bad[:2]}"
     ids = [r.json()["id"] for r in responses]
