@@ -1,0 +1,122 @@
+"""Lab 7, task 1: a locustfile of realistic shop visitors.
+
+The student's `load/locustfile.py` runs headless against the shop (20 users, 12 s, the normal
+build). Every task of the handout must have made enough requests under its fixed name, none
+may fail, the mix must follow the weights, users must think between requests, and the users
+must be FastHttpUsers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labs.lab07_load.tests.conftest import NORMAL_SECONDS, NORMAL_USERS
+from labs.lab07_load.tests.loadrun import TASKS, WEIGHTS, LoadRun
+
+TASK = "1. A locustfile of realistic users"
+
+# At least this many requests per task in the normal run (the handout's weights and think
+# time give several times more).
+MIN_REQUESTS = {"browse": 40, "view_item": 20, "order": 5, "stats": 5}
+WEIGHT_TOLERANCE = 0.10  # each task's share may be this far from its weight's share
+# Requests per user per second: think time between(0.2, 0.8) gives about 2; no think time
+# gives dozens; far more than 1 s of thinking makes grading runs too thin.
+RATE_PER_USER = (0.5, 5.0)
+
+NAMES = ", ".join(f"{method} {name}" for method, name in TASKS)
+
+
+def _require_stats(run: LoadRun) -> None:
+    if not run.stats_rows():
+        pytest.fail(
+            "the headless run wrote no reports/load_stats.csv, so its requests cannot be "
+            f"counted (task 2: locust.conf's csv option). Exit code {run.exit_code}; "
+            f"locust said:\n{run.tail()}",
+            pytrace=False,
+        )
+
+
+@pytest.mark.points(16, task=TASK)
+def test_every_task_runs_without_failures(normal_run: LoadRun) -> None:
+    _require_stats(normal_run)
+    counts = normal_run.counts()
+    missing = [t for t, n in MIN_REQUESTS.items() if counts.get(t, (0, 0))[0] < n]
+    seen = sorted(f"{r['Type']} {r['Name']}" for r in normal_run.stats_rows() if r["Type"])
+    short = ", ".join(f"{t} ({counts.get(t, (0, 0))[0]} of {MIN_REQUESTS[t]})" for t in missing)
+    assert not missing, (
+        f"tasks with too few requests in {NORMAL_SECONDS} s of {NORMAL_USERS} users: {short}; "
+        f"expected the request names {NAMES}, the report has {seen or 'none'}"
+    )
+    failed = {t: f for t, (_, f) in counts.items() if f}
+    assert not failed, (
+        f"requests failed against the normal build: {failed}; see "
+        f"reports/load_failures.csv (a 422 means a wrong body, a 404 a wrong URL)"
+    )
+
+
+@pytest.mark.points(8, task=TASK)
+def test_tasks_are_weighted_like_the_handout(normal_run: LoadRun) -> None:
+    _require_stats(normal_run)
+    counts = {task: n for task, (n, _) in normal_run.counts().items()}
+    total = sum(counts.values())
+    assert total, f"no requests under the names {NAMES}"
+    weight_sum = sum(WEIGHTS.values())
+    off = {}
+    for task, weight in WEIGHTS.items():
+        share, want = counts.get(task, 0) / total, weight / weight_sum
+        if abs(share - want) > WEIGHT_TOLERANCE:
+            off[task] = f"{share:.0%} (weight {weight}: about {want:.0%})"
+    assert not off, (
+        f"the mix of requests does not follow the weights browse 6, view_item 3, order 1, "
+        f"stats 1: {off}"
+    )
+
+
+@pytest.mark.points(8, task=TASK)
+def test_users_think_between_requests(normal_run: LoadRun) -> None:
+    _require_stats(normal_run)
+    row = normal_run.aggregated()
+    assert row is not None, "reports/load_stats.csv has no Aggregated row"
+    rate = float(row["Requests/s"]) / NORMAL_USERS
+    low, high = RATE_PER_USER
+    assert rate <= high, (
+        f"each user made {rate:.1f} requests/s: set a think time, "
+        f"wait_time = between(0.2, 0.8), so that a user behaves like a person"
+    )
+    assert rate >= low, (
+        f"each user made only {rate:.2f} requests/s: the think time is too long for this "
+        f"lab (the handout asks for between(0.2, 0.8))"
+    )
+
+
+INSPECT = """
+import json, sys
+from locust.util.load_locustfile import load_locustfile
+users, shapes = load_locustfile(sys.argv[1])
+print(json.dumps({name: [c.__name__ for c in cls.__mro__] for name, cls in users.items()}))
+"""
+
+
+@pytest.mark.points(8, task=TASK)
+def test_users_are_fast_http_users(load_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", INSPECT, str(load_dir / "locustfile.py")],
+        cwd=load_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"load/locustfile.py does not import:\n{proc.stderr[-1500:]}"
+    users = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert users, "load/locustfile.py defines no User class"
+    slow = [name for name, mro in users.items() if "FastHttpUser" not in mro]
+    assert not slow, (
+        f"{', '.join(slow)} should subclass locust's FastHttpUser (geventhttpclient), not "
+        f"HttpUser (requests): it costs locust several times less CPU per request"
+    )

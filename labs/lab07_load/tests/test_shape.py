@@ -1,0 +1,92 @@
+"""Lab 7, task 4: a step load that finds where the service saturates.
+
+`load/shape.py` runs with the locustfile: steps of STEP_USERS users every STEP_SECONDS (the
+grader: 20 users, 3 s, at most 20 steps). The grader's SLO here: p95 within 3x the normal
+run's p95 (at least 150 ms), at most 1 % failures. The shape must log one line per finished
+step, stop at the first step that misses the SLO, and name it in a "saturation at step N
+(U users)" line; the statistics history must show the users growing step by step.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from labs.lab07_load.tests.conftest import SHAPE_MAX_STEPS, SHAPE_STEP_SECONDS, SHAPE_STEP_USERS
+from labs.lab07_load.tests.loadrun import SATURATION, STEP, LoadRun
+
+TASK = "4. Step load until saturation"
+
+
+def _steps(run: LoadRun) -> list[tuple[int, int, int, bool]]:
+    return [(int(n), int(u), int(p), v == "SLO met") for n, u, p, v in STEP.findall(run.output)]
+
+
+def _ended(run: LoadRun) -> None:
+    if run.exit_code is None:
+        pytest.fail(
+            f"the step load did not end within {run.seconds_limit:.0f} s: the shape's tick() "
+            f"must return None after MAX_STEPS steps or at saturation. Output ends:\n"
+            f"{run.tail(8)}",
+            pytrace=False,
+        )
+
+
+@pytest.mark.points(10, task=TASK)
+def test_shape_steps_users_up(shape_run: LoadRun) -> None:
+    _ended(shape_run)
+    steps = _steps(shape_run)
+    assert len(steps) >= 2, (
+        f"expected a line 'step N: U users, ... p95 X ms ...: SLO met|SLO failed' for each "
+        f"finished step (at least 2); found {len(steps)}. Output ends:\n{shape_run.tail(8)}"
+    )
+    for number, users, _, _ in steps:
+        assert users == number * SHAPE_STEP_USERS, (
+            f"step {number} ran {users} users; with STEP_USERS={SHAPE_STEP_USERS} it should "
+            f"run {number * SHAPE_STEP_USERS}"
+        )
+    assert [s[0] for s in steps] == list(range(1, len(steps) + 1)), (
+        f"the steps logged are {[s[0] for s in steps]}, expected 1, 2, 3, ... in order"
+    )
+    history = shape_run.report("history")
+    assert history.is_file(), "the step load wrote no reports/load_stats_history.csv"
+    with history.open(newline="") as fh:
+        users_seen = {int(r["User Count"]) for r in csv.DictReader(fh) if r["Name"] == "Aggregated"}
+    want = {users for _, users, _, _ in steps}
+    assert want <= users_seen, (
+        f"the statistics history never shows {sorted(want - users_seen)} users, which the "
+        f"step lines claim: tick() must return (users, spawn_rate) for each step"
+    )
+
+
+@pytest.mark.points(15, task=TASK)
+def test_shape_stops_at_saturation_and_names_the_step(shape_run: LoadRun, shape_slo: Path) -> None:
+    _ended(shape_run)
+    steps = _steps(shape_run)
+    found = SATURATION.findall(shape_run.output)
+    bound = tomllib.loads(shape_slo.read_text())["p95_ms"]
+    assert found, (
+        f"no 'saturation at step N (U users)' line: within {SHAPE_MAX_STEPS} steps of "
+        f"{SHAPE_STEP_USERS} users the shop's p95 should exceed {bound:g} ms. Steps seen: "
+        f"{[(n, u, p) for n, u, p, _ in steps]}"
+    )
+    number, users = map(int, found[0])
+    assert users == number * SHAPE_STEP_USERS, f"step {number} should have {number * 20} users"
+    by_number = {n: (u, p, met) for n, u, p, met in steps}
+    assert number in by_number and not by_number[number][2], (
+        f"the saturation line names step {number}, but no 'step {number}: ... SLO failed' "
+        f"line precedes it"
+    )
+    assert number >= 2 and all(by_number.get(n, (0, 0, False))[2] for n in range(1, number)), (
+        f"every step before saturation should meet the SLO (and step 1 should not saturate: "
+        f"p95 bound {bound:g} ms); steps: {[(n, u, p) for n, u, p, _ in steps]}"
+    )
+    last = max(by_number)
+    assert last == number, (
+        f"the shape went on to step {last} after saturation at step {number}: stop there "
+        f"(return None from tick())"
+    )
+    assert (number + 1) * SHAPE_STEP_SECONDS < shape_run.seconds_limit
