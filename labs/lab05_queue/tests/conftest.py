@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from labs.lab04_async.tests.pricing_control import PricingControl
 from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit
 from shared.testing.http import not_gradable
 from shared.testing.seed import seed_items
@@ -73,6 +74,13 @@ def pricing_server(request: pytest.FixtureRequest) -> Iterator[AppServer]:
     pricing = REPO_ROOT / "labs" / "lab04_async" / "pricing"
     with AppServer(pricing, {"LATENCY_MS": "0", "FAILURE_RATE": "0"}) as server:
         yield server
+
+
+@pytest.fixture
+def pricing(pricing_server: AppServer) -> Iterator[PricingControl]:
+    """The pricing service's control API (lab 4's tests use it)."""
+    with httpx.Client(base_url=pricing_server.base_url, timeout=10) as http:
+        yield PricingControl(http)
 
 
 def shop_env(
