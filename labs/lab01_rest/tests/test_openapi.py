@@ -50,7 +50,7 @@ def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 ITEM_PATH = r"/items/\{[^}/]+\}"
 
 
-@pytest.mark.points(3, task=TASK_DOCS)
+@pytest.mark.points(2, task=TASK_DOCS)
 def test_openapi_documents_pagination_parameters(client: httpx.Client) -> None:
     op = operation(openapi(client), "get", "/items")
     params = {p.get("name"): p for p in op["parameters"] if p.get("in") == "query"}
@@ -78,7 +78,7 @@ def test_openapi_documents_status_codes(client: httpx.Client) -> None:
         )
 
 
-@pytest.mark.points(3, task=TASK_DOCS)
+@pytest.mark.points(2, task=TASK_DOCS)
 def test_openapi_schema_carries_validation_rules(client: httpx.Client) -> None:
     doc = openapi(client)
     body = operation(doc, "post", "/items").get("requestBody", {})
@@ -97,6 +97,32 @@ def test_openapi_schema_carries_validation_rules(client: httpx.Client) -> None:
         "the request body must forbid unknown fields (additionalProperties: false); "
         "pydantic writes it for model_config = ConfigDict(extra='forbid')"
     )
+
+
+@pytest.mark.points(2, task=TASK_DOCS)
+def test_docs_page_shows_every_route(client: httpx.Client) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "html" in r.headers.get("content-type", ""), (
+        f"GET /docs must answer the interactive documentation, an HTML page: {r.status_code} "
+        f"{r.headers.get('content-type')!r} (do not turn FastAPI's docs_url off)"
+    )
+    assert "openapi.json" in r.text, "the /docs page must load the API's /openapi.json"
+    doc = openapi(client)
+    routes = [
+        ("get", "/items", "GET /items", "200"),
+        ("post", "/items", "POST /items", "201"),
+        ("get", ITEM_PATH, "GET /items/{id}", "200"),
+        ("put", ITEM_PATH, "PUT /items/{id}", "200"),
+        ("patch", ITEM_PATH, "PATCH /items/{id}", "200"),
+        ("delete", ITEM_PATH, "DELETE /items/{id}", "204"),
+        ("get", "/healthz", "GET /healthz", "200"),
+    ]
+    for method, path, shown, status in routes:
+        responses = operation(doc, method, path).get("responses", {})
+        assert status in responses, (
+            f"the documentation must show {shown} with its success answer {status}, found "
+            f"{sorted(responses)}"
+        )
 
 
 def test_docs_page_is_served(client: httpx.Client) -> None:
