@@ -1,6 +1,6 @@
 """The self-check names a points test that passes on the starter."""
 
-from shared.grading.selfcheck import Check, run_check
+from shared.grading.selfcheck import Check, is_regression, run_check
 from tests.helpers import DEMO_LAB
 
 
@@ -12,3 +12,9 @@ def test_selfcheck_accepts_solution_and_names_a_test_that_passes_on_the_starter(
     assert not on_starter.ok
     assert len(on_starter.problems) == 1
     assert "test_health_is_ok passes on the starter" in on_starter.problems[0]
+
+
+def test_an_earlier_labs_contract_may_pass_on_the_starter():
+    # Lab 5's starter extends lab 4's solution: labs 1-4's re-run contracts pass on it.
+    assert is_regression({"name": "Regression lab01_rest: 1. Create items: test_create"})
+    assert not is_regression({"name": "1. Orders publish order.created: test_order"})

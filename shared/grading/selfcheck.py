@@ -3,6 +3,9 @@
 For each lab: every points test must pass on each reference solution (`solution/`,
 `solution_*/`) and fail on `starter/`. A points test that passes on the starter grades nothing
 (it would give points for untouched code): it is a defect in the test, and this check names it.
+Re-runs of earlier labs' contracts ("Regression ..." tests) are exempt on the starter: a
+starter that extends the previous lab's solution passes them by design (labs 5 and later);
+the starter's line reports the lab's own points and the regression's apart.
 In the student release there are no solutions; then only the starter direction is checked.
 
     python -m shared.grading.selfcheck            # all labs
@@ -20,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +59,11 @@ def checks_for(lab: Path) -> list[Check]:
     return checks
 
 
+def is_regression(test: dict[str, Any]) -> bool:
+    """An earlier lab's contract test re-run on this lab's code (its task says so)."""
+    return str(test.get("name", "")).startswith("Regression ")
+
+
 def run_check(check: Check) -> Outcome:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,9 +92,17 @@ def run_check(check: Check) -> Outcome:
         problems += [
             f"{t['name']} passes on the starter: it grades nothing (a defect in the test)"
             for t in tests
-            if t["status"] == "passed"
+            if t["status"] == "passed" and not is_regression(t)
         ]
     summary = f"{data['score']:g}/{data['max_score']:g} points, {len(tests)} points tests"
+    regression = [t for t in tests if is_regression(t)]
+    if not check.expect_pass and regression:
+        own = [t for t in tests if not is_regression(t)]
+        summary = (
+            f"own {sum(t['score'] for t in own):g}/{sum(t['max_score'] for t in own):g} points "
+            f"({len(own)} tests); regression {sum(t['score'] for t in regression):g}/"
+            f"{sum(t['max_score'] for t in regression):g}"
+        )
     return Outcome(check, not problems, seconds, problems, summary)
 
 
