@@ -1,0 +1,164 @@
+"""Task 1: the Dockerfile and .dockerignore, read without building (hadolint and our checks)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labs.lab06_docker.tests.dockerfile import Stage, copy_sources, ignored
+from labs.lab06_docker.tests.engine import INSTALL
+
+TASK = "1. Dockerfile"
+HADOLINT = Path(sys.executable).with_name("hadolint")
+
+# A pinned slim Python: a minor version at least (3.11, 3.11.9), the slim variant, optionally
+# a Debian release and a digest. `python:latest`, `python:3` and full images are not pinned.
+PINNED_SLIM = re.compile(
+    r"^(docker\.io/(library/)?)?python:3\.\d+(\.\d+)?-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?$"
+)
+# Files a dependency layer may copy before the install: the dependency list, nothing else.
+DEPENDENCY_FILES = re.compile(
+    r"(^|/)(requirements[^/]*\.(txt|in)|pyproject\.toml|uv\.lock|poetry\.lock|constraints[^/]*\.txt)$"
+)
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+
+def external_bases(stages: list[Stage]) -> list[Stage]:
+    """Stages whose FROM is an image, not an earlier stage."""
+    names = {s.name for s in stages if s.name}
+    return [s for s in stages if s.base not in names]
+
+
+@pytest.mark.points(2, task=TASK)
+def test_hadolint_finds_no_errors_or_warnings(dockerfile_text: str, stages: list[Stage]) -> None:
+    proc = subprocess.run(
+        [str(HADOLINT), "-f", "json", "--no-fail", "-"],
+        input=dockerfile_text,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.stdout.strip().startswith("["), f"hadolint did not run: {proc.stderr.strip()}"
+    findings = [f for f in json.loads(proc.stdout) if f["level"] in ("error", "warning")]
+    assert not findings, (
+        "hadolint: "
+        + "; ".join(f"line {f['line']} {f['code']}: {f['message']}" for f in findings[:4])
+        + (" (rules: https://github.com/hadolint/hadolint#rules)" if findings else "")
+    )
+
+
+@pytest.mark.points(1, task=TASK)
+def test_base_image_is_a_pinned_slim_python(stages: list[Stage]) -> None:
+    for stage in external_bases(stages):
+        assert PINNED_SLIM.match(stage.base), (
+            f"line {stage.line}: FROM {stage.base}: start from a pinned slim Python image, "
+            "e.g. python:3.11-slim-bookworm (never latest or a bare major version)"
+        )
+
+
+@pytest.mark.points(2, task=TASK)
+def test_multi_stage_build(stages: list[Stage], final_stage: Stage) -> None:
+    assert len(stages) >= 2, (
+        "the Dockerfile has one stage: install the dependencies in a build stage "
+        "(FROM ... AS builder) and copy only the result into the final stage"
+    )
+    earlier = {s.name for s in stages[:-1] if s.name} | {str(i) for i in range(len(stages) - 1)}
+    copies = [i for i in final_stage.all("COPY") if i.flags.get("from") in earlier]
+    assert copies, (
+        "the final stage copies nothing from the build stage: "
+        "COPY --from=builder the virtual environment (or the wheels) it built"
+    )
+
+
+@pytest.mark.points(2, task=TASK)
+def test_dependencies_are_installed_before_the_code_is_copied(stages: list[Stage]) -> None:
+    installs = [(stage, i) for stage in stages for i in stage.all("RUN") if INSTALL.search(i.args)]
+    assert installs, (
+        "no RUN installs the dependencies (pip install -r requirements.txt, or uv sync)"
+    )
+    for stage, install in installs:
+        for ins in stage.instructions:
+            if ins is install:
+                break
+            if ins.keyword in ("COPY", "ADD") and "from" not in ins.flags:
+                extra = [src for src in copy_sources(ins) if not DEPENDENCY_FILES.search(src)]
+                assert not extra, (
+                    f"{ins} comes before the dependency install ({install}): copy only "
+                    "requirements.txt (or pyproject.toml + uv.lock) before it, the code after, "
+                    "so that a code change does not reinstall every dependency"
+                )
+
+
+@pytest.mark.points(2, task=TASK)
+def test_the_app_runs_as_a_non_root_user(final_stage: Stage) -> None:
+    users = final_stage.all("USER")
+    assert users, "the final stage has no USER: create a user and switch to it before CMD"
+    user = users[-1].args.split(":")[0].strip()
+    assert user not in ("root", "0"), f"{users[-1]}: the last USER must not be root"
+
+
+@pytest.mark.points(1, task=TASK)
+def test_the_image_has_a_healthcheck(final_stage: Stage) -> None:
+    checks = final_stage.all("HEALTHCHECK")
+    assert checks, (
+        "the final stage has no HEALTHCHECK: probe GET /healthz "
+        "(slim images have no curl: python -c ...)"
+    )
+    assert "CMD" in checks[-1].args.split(), f"{checks[-1]}: a HEALTHCHECK needs a CMD to run"
+
+
+@pytest.mark.points(1, task=TASK)
+def test_cmd_is_in_exec_form(final_stage: Stage) -> None:
+    cmds = final_stage.all("CMD")
+    assert cmds, 'the final stage has no CMD: e.g. CMD ["python", "-m", "app"]'
+    for ins in [*cmds[-1:], *final_stage.all("ENTRYPOINT")[-1:]]:
+        assert ins.exec_form, (
+            f'{ins}: write it in exec form, CMD ["python", "-m", "app"]: in shell form '
+            "`sh -c` is PID 1 and SIGTERM never reaches the app (no graceful stop)"
+        )
+
+
+@pytest.mark.points(2, task=TASK)
+def test_no_secret_in_the_dockerfile(stages: list[Stage], dockerignore: list[str]) -> None:
+    for stage in stages:
+        for ins in stage.instructions:
+            if ins.keyword in ("ENV", "ARG"):
+                assert not SECRET_NAME.search(ins.args) and not URL_WITH_PASSWORD.search(
+                    ins.args
+                ), (
+                    f"{ins}: a secret in ENV or ARG stays in the image (docker history shows "
+                    "it): pass passwords at run time, from .env through compose"
+                )
+            if ins.keyword in ("COPY", "ADD") and "from" not in ins.flags:
+                for src in copy_sources(ins):
+                    name = src.rstrip("/").rsplit("/", 1)[-1]
+                    assert not name.startswith(".env"), f"{ins}: never copy .env into the image"
+                    if name in (".", "*") or src.endswith("/."):
+                        assert ignored(dockerignore, ".env"), (
+                            f"{ins} copies the whole folder, and .dockerignore does not exclude "
+                            ".env: its passwords would end up in the image"
+                        )
+
+
+@pytest.mark.points(1, task=TASK)
+def test_dockerignore_keeps_clutter_and_secrets_out(dockerignore: list[str]) -> None:
+    for path, why in [
+        (".env", "it holds the passwords"),
+        (".venv/bin/python", "the image builds its own environment"),
+        (".git/HEAD", "history is not part of the service"),
+        ("app/__pycache__/main.cpython-311.pyc", "bytecode of your machine's Python"),
+    ]:
+        assert ignored(dockerignore, path), (
+            f".dockerignore must exclude {path.split('/')[0]}: {why}"
+        )
+    for path in ("app/main.py", "requirements.txt"):
+        assert not ignored(dockerignore, path), (
+            f".dockerignore excludes {path}, which the image needs"
+        )
