@@ -25,3 +25,11 @@ def grade(
     )  # fmt: skip
     assert report.exists(), f"no results.json written:\n{proc.stdout}\n{proc.stderr}"
     return proc, json.loads(report.read_text())
+
+
+def table_of(stdout: str) -> str:
+    """The score table at the end of a run's output: from its title line to its TOTAL line."""
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if "= score: " in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("TOTAL "))
+    return "\n".join(lines[start : end + 1])

@@ -3,7 +3,7 @@
 import csv
 from pathlib import Path
 
-from tests.helpers import DEMO_LAB, grade
+from tests.helpers import DEMO_LAB, grade, table_of
 
 GRADESCOPE_TEST_KEYS = {"name", "number", "score", "max_score", "status", "output", "visibility"}
 
@@ -26,10 +26,13 @@ def test_starter_scores_zero_with_feedback_in_table(tmp_path: Path):
     assert data["score"] == 2, "only the health task passes on the demo starter"
     failed = [t for t in data["tests"] if t["status"] == "failed"]
     assert any("GET /answer must return 42, got TODO" in t["output"] for t in failed)
-    # The table names the task, the test, the points and says what to fix.
-    table = proc.stdout.split(" score: ")[-1]
+    # The table names the task, the test, the points, and links it to what to fix.
+    table = table_of(proc.stdout)
     line = next(ln for ln in table.splitlines() if "test_answer_is_42" in ln)
-    assert "0/3" in line and "FAIL" in line and "must return 42" in line
+    assert "0/3" in line and "FAIL" in line and line.rstrip().endswith(" A")
+    fixes = table.split("What to fix")[-1]
+    assert "A GET /answer must return 42, got TODO" in fixes
+    assert all(len(ln) <= 100 for ln in table.splitlines()), "the table fits 100 columns"
 
 
 def test_hidden_tests_keep_their_name_and_feedback_hidden(tmp_path: Path):

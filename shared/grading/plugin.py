@@ -5,13 +5,16 @@ Loaded into every pytest run (see `addopts` in pyproject.toml). What it adds:
 - markers: `@pytest.mark.points(N, task="1. Create items")` gives a test N points;
   `@pytest.mark.hidden` hides a test's name and feedback from students and drops it from the
   student release;
-- options: `--impl PATH` (the implementation to grade; default the lab's `solution/` if it
-  exists, else `starter/`), `--base-url URL` (grade a running server instead of starting one),
-  `--grade-json FILE` (Gradescope `results.json`), `--grade-csv FILE` (append one row);
-- fixtures for HTTP labs: `impl_dir`, `app_env` (labs override it), `app_server`, `base_url`,
-  `client`;
+- options: `--grade-json FILE` (Gradescope `results.json`), `--grade-csv FILE` (append one
+  row);
 - a score table at the end of every run that collected points tests;
+- a test that cannot be graded through `--base-url` (see `shared.testing.http`) is reported as
+  such and its points are left out of the maximum, in the table and in the JSON;
 - with `CI=true`, a skipped test fails the run: nothing the course promises may be skipped.
+
+It grades only. The fixtures that run the implementation under test (`--impl`, `--base-url`,
+`client`...) are `shared.testing.http`; re-runs of earlier labs' tests are
+`shared.testing.regression`.
 """
 
 from __future__ import annotations
@@ -20,26 +23,25 @@ import csv
 import datetime as dt
 import json
 import os
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.grading.results import GradedTest, RunResult
-from shared.labs import default_impl, lab_dir_of
-from shared.testing.server import AppServer
+from shared.labs import default_impl
+from shared.testing.http import NOT_GRADABLE
+from shared.testing.regression import graded_lab, origin_lab
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _STATE = pytest.StashKey["GradingState"]()
 
 
-@dataclass
+# eq=False keeps it hashable: pytest keeps registered plugins in sets.
+@dataclass(eq=False)
 class GradingState:
     lab_dir: Path | None = None
     started: float = field(default_factory=time.monotonic)
@@ -52,7 +54,10 @@ class GradingState:
     # Registered as a plugin object in pytest_configure, so this method is a hook.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         previous = self.outcomes.get(report.nodeid)
-        if report.skipped and report.when in ("setup", "call"):
+        if report.skipped and _skip_reason(report).startswith(NOT_GRADABLE):
+            self.outcomes[report.nodeid] = "not gradable"
+            self.feedback[report.nodeid] = _skip_reason(report)
+        elif report.skipped and report.when in ("setup", "call"):
             self.outcomes[report.nodeid] = "skipped"
             self.skipped.append(report.nodeid)
             self.feedback[report.nodeid] = _skip_reason(report)
@@ -65,8 +70,6 @@ class GradingState:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grading", "course grading harness")
-    group.addoption("--impl", default=None, help="implementation folder to grade")
-    group.addoption("--base-url", default=None, help="grade a running server at this URL")
     group.addoption("--grade-json", default=None, help="write Gradescope results.json here")
     group.addoption("--grade-csv", default=None, help="append one score row to this CSV")
 
@@ -88,7 +91,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     items = session.items
     state = config.stash[_STATE]
-    labs = {lab for item in items if (lab := lab_dir_of(item.path)) is not None}
+    labs = {lab for item in items if (lab := graded_lab(item)) is not None}
     if len(labs) > 1:
         names = ", ".join(sorted(p.name for p in labs))
         raise pytest.UsageError(
@@ -102,20 +105,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if not marker.args:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.points needs a number")
         task = str(marker.kwargs.get("task") or _module_task(item))
-        origin = _origin_lab(item)
-        if origin and state.lab_dir is not None and origin != state.lab_dir.name:
-            # A test imported from an earlier lab: the cumulative regression of its contract.
+        if origin := origin_lab(item):
+            # An earlier lab's test re-run on this lab's code: the cumulative regression.
             task = f"Regression {origin}: {task}"
         hidden = item.get_closest_marker("hidden") is not None
         state.points[item.nodeid] = (float(marker.args[0]), task, hidden)
-
-
-def _origin_lab(item: pytest.Item) -> str | None:
-    """The lab whose test module defines the test function (`labs.lab01_rest.tests...`)."""
-    function = getattr(item, "function", None)
-    module = getattr(function, "__module__", "") or ""
-    match = re.search(r"(?:^|\.)(lab\d\d_\w+?)\.tests(?:\.|$)", module)
-    return match.group(1) if match else None
 
 
 def _module_task(item: pytest.Item) -> str:
@@ -150,16 +144,20 @@ def collect_results(state: GradingState, impl: str | None) -> RunResult:
     tests = []
     for nodeid, (points, task, hidden) in state.points.items():
         outcome = state.outcomes.get(nodeid, "not run")
+        gradable = outcome != "not gradable"
         tests.append(
             GradedTest(
                 nodeid=nodeid,
                 name=nodeid.rsplit("::", 1)[-1],
                 task=task,
-                max_score=points,
+                # A test this run cannot grade counts neither for nor against: its points
+                # leave the maximum and are reported as left out.
+                max_score=points if gradable else 0.0,
                 score=points if outcome == "passed" else 0.0,
                 status=outcome,
                 feedback="" if outcome == "passed" else state.feedback.get(nodeid, outcome),
                 hidden=hidden,
+                left_out=0.0 if gradable else points,
             )
         )
     # Tasks in name order ("1. ...", "2. ..."); tests in the order they were written.
@@ -170,6 +168,7 @@ def collect_results(state: GradingState, impl: str | None) -> RunResult:
         impl=impl,
         tests=tests,
         execution_time=time.monotonic() - state.started,
+        tests_path=_short(state.lab_dir) if state.lab_dir else None,
     )
 
 
@@ -238,58 +237,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     result = collect_results(state, _impl_label(config, state))
     for line in result.table_lines():
         terminalreporter.write_line(line)
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def lab_dir(request: pytest.FixtureRequest) -> Path:
-    state = request.config.stash[_STATE]
-    if state.lab_dir is None:
-        pytest.fail("this fixture only works in a lab's tests (labs/labNN_*/tests)")
-    return state.lab_dir
-
-
-@pytest.fixture(scope="session")
-def impl_dir(request: pytest.FixtureRequest, lab_dir: Path) -> Path:
-    """The implementation under test: `--impl PATH`, else the lab's solution/ or starter/."""
-    option = request.config.getoption("impl")
-    path = Path(option).resolve() if option else default_impl(lab_dir)
-    if not (path / "app").is_dir():
-        pytest.fail(
-            f"--impl {path}: expected a folder with an `app` package (app/__main__.py)",
-            pytrace=False,
-        )
-    return path
-
-
-@pytest.fixture(scope="session")
-def app_env() -> dict[str, str]:
-    """Extra environment for the server under test. Labs override this fixture."""
-    return {}
-
-
-@pytest.fixture(scope="session")
-def app_server(
-    request: pytest.FixtureRequest, impl_dir: Path, app_env: dict[str, str]
-) -> Iterator[AppServer]:
-    if request.config.getoption("base_url"):
-        pytest.skip("needs a server started by the grader (not available with --base-url)")
-    with AppServer(impl_dir, app_env) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def base_url(request: pytest.FixtureRequest) -> str:
-    option = request.config.getoption("base_url")
-    if option:
-        return str(option).rstrip("/")
-    server: AppServer = request.getfixturevalue("app_server")
-    return server.base_url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, timeout=10) as http:
-        yield http

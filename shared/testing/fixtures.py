@@ -7,14 +7,18 @@ test that needs it with a message naming the URL and how to start it; it never s
 - `database_url`: a fresh PostgreSQL database `hl_test_<run_id>`, dropped at the end.
 - `redis_url`, `redis_prefix`: the Redis server and a key prefix whose keys are deleted at the end.
 - `amqp_url`, `queue_names`: the broker and a factory of run-scoped queue names, deleted at the end.
-- `db`, `redis_client`: direct connections for tests that look behind a server's back.
+- `redis_client`: a direct connection for tests that look behind a server's back (the `db`
+  connection is in `shared.testing.http`: it belongs to the server under test).
+
+Grading a deployment (`--base-url`), `--database-url`, `--redis-url` and `--redis-prefix` name
+the deployment's own database and Redis keys instead: those are used as they are, never
+created or cleaned up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import redis
 
@@ -26,6 +30,13 @@ from shared.testing.namespaces import (
     new_run_id,
     temporary_database,
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grading", "course grading harness")
+    group.addoption("--database-url", default=None, help="the deployment's database (kept as is)")
+    group.addoption("--redis-url", default=None, help="the deployment's Redis server")
+    group.addoption("--redis-prefix", default=None, help="the deployment's Redis key prefix")
 
 
 def _require(name: str) -> str:
@@ -41,19 +52,25 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(run_id: str) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, run_id: str) -> Iterator[str]:
+    if given := request.config.getoption("database_url"):
+        yield str(given)
+        return
     server = _require("PostgreSQL")
     with temporary_database(server, run_id) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return _require("Redis")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("redis_url") or _require("Redis"))
 
 
 @pytest.fixture(scope="session")
-def redis_prefix(redis_url: str, run_id: str) -> Iterator[str]:
+def redis_prefix(request: pytest.FixtureRequest, redis_url: str, run_id: str) -> Iterator[str]:
+    if given := request.config.getoption("redis_prefix"):
+        yield str(given)
+        return
     prefix = f"hl_test:{run_id}:"
     yield prefix
     delete_redis_prefix(redis_url, prefix)
@@ -69,14 +86,6 @@ def queue_names(amqp_url: str, run_id: str) -> Iterator[QueueNames]:
     names = QueueNames(amqp_url=amqp_url, prefix=f"hl_test.{run_id}.")
     yield names
     names.cleanup()
-
-
-@pytest.fixture
-def db(database_url: str, app_env: dict[str, str]) -> Iterator[psycopg.Connection]:
-    """A direct connection to the database of the server under test (after the lab's set-up
-    in `app_env`), to look at or change rows behind the API's back."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Lab 4 fixtures: the async service, its database and Redis, and the pricing service.
 
-The database is prepared as for lab 3 (migrations, then the same 100,000 seeded rows), so
-lab 3's tests run here unchanged.
+The database is prepared as for lab 3 (migrations, then the same 100,000 seeded rows from
+`shared/testing/seed.py`), so lab 3's tests run here unchanged: labs 1-3 are re-run with the
+same points (REGRESSION, see `shared/testing/regression.py`); going async must not change the
+API.
 
 The pricing service (`labs/lab04_async/pricing/`) runs as a real HTTP server of its own for
 the whole run; the server under test finds it through PRICING_URL. Each test steers the
@@ -15,12 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
-from labs.lab03_cache.tests.conftest import SEED_SQL
 from labs.lab04_async.tests.pricing_control import PricingControl
+from shared.testing.http import not_gradable
+from shared.testing.seed import seed_items
 from shared.testing.server import AppServer, migrate_impl
+
+# The earlier labs whose contract this lab re-runs.
+REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache")
 
 # What the tests promise the server (see the handout): short enough to keep grading fast.
 PRICING_TIMEOUT = 2.0
@@ -29,8 +34,10 @@ PRICING_BACKOFF = 0.1
 
 
 @pytest.fixture(scope="session")
-def pricing_server(lab_dir: Path) -> Iterator[AppServer]:
+def pricing_server(request: pytest.FixtureRequest, lab_dir: Path) -> Iterator[AppServer]:
     """The pricing service, answering at once unless a test's scenario says otherwise."""
+    if request.config.getoption("base_url"):
+        not_gradable("steers the pricing service the grader starts (a deployment has its own)")
     with AppServer(lab_dir / "pricing", {"LATENCY_MS": "0", "FAILURE_RATE": "0"}) as server:
         yield server
 
@@ -53,9 +60,7 @@ def app_env(
         "PRICING_BACKOFF": str(PRICING_BACKOFF),
     }
     migrate_impl(impl_dir, env)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(SEED_SQL)
-        conn.execute("ANALYZE items")
+    seed_items(database_url)
     return env
 
 
