@@ -10,8 +10,9 @@ MYPY := $(CURDIR)/$(VENV)/bin/mypy
 RUFF := $(VENV)/bin/ruff
 # uv installs the locked dependencies; `pip install uv` brings it to a fresh machine.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-# The score table carries each failure's message; tracebacks would bury it.
-PYTEST_GRADE := -p no:cacheprovider -q --no-header --tb=no -rN
+# The score table carries each failure's message; tracebacks would bury it, and -qq leaves
+# the table's TOTAL line last (no red "N failed" line after it).
+PYTEST_GRADE := -p no:cacheprovider -qq --no-header --tb=no -rN
 
 # lab_dir(N): the folder of lab N (labs/lab0N_*), empty if there is none.
 lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
@@ -41,11 +42,21 @@ services: setup ## make sure PostgreSQL, Redis and RabbitMQ answer (starts conta
 
 # make lab-3              grade lab 3 (its solution/ if present, else starter/)
 # make lab-3 IMPL=path    grade another implementation folder
+# Exit status: 0 when graded (full marks or not), so a partial grade does not end in make's
+# error line; with CI=true or STRICT=1 a failing test makes it 1 (for CI and scripts). Errors
+# of the harness itself (a usage error, no tests) always exit non-zero.
 lab-%: setup ## make lab-N: grade lab N, print the score table (IMPL=folder: grade another)
 	@dir="$(call lab_dir,$*)"; \
 	if [ -z "$$dir" ] || [ ! -d "$$dir/tests" ] || [ ! -d "$$dir/starter" ]; then \
 	  echo "lab $* is not available yet"; exit 1; fi; \
-	$(PY) -m pytest "$$dir/tests" $(if $(IMPL),--impl "$(IMPL)") $(PYTEST_GRADE) $(ARGS)
+	status=0; \
+	$(PY) -m pytest "$$dir/tests" $(if $(IMPL),--impl "$(IMPL)") $(PYTEST_GRADE) $(ARGS) \
+	  || status=$$?; \
+	strict="$(STRICT)"; case "$${CI:-}" in 1|true|yes) strict=1;; esac; \
+	if [ "$$status" = 1 ] && [ "$$strict" != 1 ]; then \
+	  echo "(Not every test passes yet. Exit status 0; with STRICT=1 or CI=true it is 1.)"; \
+	  status=0; fi; \
+	exit $$status
 
 # make serve LAB=1 [IMPL=labs/lab01_rest/starter] [PORT=8000]
 serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
