@@ -138,8 +138,9 @@ def degraded_run(
 ) -> LoadRun:
     """A run against a second API of the same implementation, degraded on purpose (its
     orders reach the running consumer: same database, same RabbitMQ names)."""
+    # No warm-up here: the normal run filled the shared caches, and a slowed build would
+    # take a second per warm-up request.
     with AppServer(impl_dir, {**app_env, **degrade}) as server:
-        warm_up(server.base_url)
         return run_locust(
             load_dir, server.base_url, slo, folder,
             users=DEGRADED_USERS, seconds=DEGRADED_SECONDS, limit=DEGRADED_SECONDS + 45,
@@ -150,7 +151,7 @@ def degraded_run(
 def slowed_run(
     impl_dir: Path,
     app_env: dict[str, str],
-    app_server: AppServer,
+    normal_run: LoadRun,
     load_dir: Path,
     grader_slo: Path,
     runs_dir: Path,
@@ -163,7 +164,7 @@ def slowed_run(
 def failing_run(
     impl_dir: Path,
     app_env: dict[str, str],
-    app_server: AppServer,
+    normal_run: LoadRun,
     load_dir: Path,
     runs_dir: Path,
 ) -> LoadRun:
