@@ -4,6 +4,7 @@ pricing.scenario(7, fail_times=2)   requests for item 7: the first two per endpo
 pricing.stats(7)["price"]           {"attempts", "arrivals_ms", "in_flight", ...}
 pricing.wait_until(7, check, what)  poll the counters until `check(stats)` holds
 pricing.release(7)                  let held requests of item 7 go on
+pricing.totals()["in_flight"]       requests in flight now, over all items
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class PricingControl:
 
     def release(self, item_id: int) -> Stats:
         r = self.http.post(f"/control/items/{item_id}/release")
+        r.raise_for_status()
+        return dict(r.json())
+
+    def totals(self) -> Stats:
+        """Counters over all items: {"attempts", "in_flight", "max_in_flight"}."""
+        r = self.http.get("/control/stats")
         r.raise_for_status()
         return dict(r.json())
 

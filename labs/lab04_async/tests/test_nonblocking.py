@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -194,33 +195,43 @@ def test_waiting_for_a_row_lock_does_not_stall_other_requests(
 
 @pytest.mark.points(8, task=TASK_ASYNC)
 def test_more_quotes_in_flight_than_a_thread_pool_holds(
-    client: httpx.Client, pricing: PricingControl
+    client: httpx.Client, pricing: PricingControl, db: psycopg.Connection
 ) -> None:
-    item = create_item(client)
-    client.get(f"/items/{item['id']}")
-    pricing.scenario(item["id"], hold=True)
+    # Items nobody has read yet: each quote reads its item from PostgreSQL (a cache miss), so
+    # a quote that keeps its database connection while it waits caps the quotes in flight
+    # at the size of the database pool.
+    rows = db.execute(
+        "INSERT INTO items (name, price) SELECT %s || g, 1 FROM generate_series(1, %s) AS g "
+        "RETURNING id",
+        (f"in flight {uuid.uuid4().hex[:8]} ", MANY_QUOTES),
+    ).fetchall()
+    ids = [int(row[0]) for row in rows]
+    for item_id in ids:
+        pricing.scenario(item_id, hold=True)
     limits = httpx.Limits(max_connections=MANY_QUOTES)
-    url = f"/items/{item['id']}/quote"
+    base = pricing.totals()["in_flight"]
     try:
         with (
             httpx.Client(base_url=client.base_url, timeout=30, limits=limits) as many,
             ThreadPoolExecutor(max_workers=MANY_QUOTES) as pool,
         ):
-            futures = [pool.submit(many.get, url) for _ in range(MANY_QUOTES)]
-            ok, stats = pricing.wait_until(
-                item["id"], lambda s: s["price"]["in_flight"] >= MANY_QUOTES, timeout=15
-            )
-            price = stats["price"]
-            assert ok, (
-                f"{MANY_QUOTES} quotes at once must all wait at the pricing service at once; it "
-                f"saw at most {price['max_in_flight']} in flight ({price['abandoned']} given "
-                "up). A thread pool (`def` routes), a database connection held during the "
-                "call, or a small HTTP connection pool caps it"
-            )
-            pricing.release(item["id"])
+            futures = [pool.submit(many.get, f"/items/{i}/quote") for i in ids]
+            ok = _wait_for(lambda: pricing.totals()["in_flight"] - base >= MANY_QUOTES, 15)
+            if not ok:
+                held = sum(pricing.stats(i)["held"] > 0 for i in ids)
+                pytest.fail(
+                    f"{MANY_QUOTES} quotes at once must all wait at the pricing service at "
+                    f"once; only {held} of them reached it. A thread pool (`def` routes), a "
+                    "database connection held during the call (`await session.close()` "
+                    "first), or a small HTTP connection pool caps it",
+                    pytrace=False,
+                )
+            for item_id in ids:
+                pricing.release(item_id)
             answers: list[Any] = [f.result(timeout=30) for f in futures]
     finally:
-        pricing.release(item["id"])
+        for item_id in ids:
+            pricing.release(item_id)
     codes = sorted({r.status_code for r in answers})
     assert codes == [200], f"all {MANY_QUOTES} released quotes must answer 200, got {codes}"
 
