@@ -95,8 +95,10 @@ typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation
 	  && echo "mypy $$(dirname {}): ok" \
 	  || { echo "mypy $$(dirname {}):"; cat /tmp/mypy-$$$$.log; exit 255; }'
 
-selfcheck: setup ## every points test passes on each solution/ and fails on starter/
-	$(PY) -m shared.grading.selfcheck
+# make selfcheck [LAB="1 3"] [VARIANT="name labNN_x/name 'glob*'"] [JOBS=2]
+selfcheck: setup ## tests pass on solution/, fail on starter/, catch every known-bug variant
+	$(PY) -m shared.grading.selfcheck $(LAB) $(foreach v,$(VARIANT),--variant '$(v)') \
+	  $(if $(JOBS),--jobs $(JOBS))
 
 repo-tests: setup ## the repo's own tests (harness, gradebook, release)
 	$(PY) -m pytest tests -q -p no:cacheprovider

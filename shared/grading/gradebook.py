@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.grading.selfcheck import REPO_ROOT, lab_dirs
+from shared.grading.runner import REPO_ROOT
+from shared.grading.selfcheck import lab_dirs
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Check every lab's grading tests in both directions.
+"""Check every lab's grading tests: both directions, then every known-bug variant.
 
 For each lab: every points test must pass on each reference solution (`solution/`,
 `solution_*/`) and fail on `starter/`. A points test that passes on the starter grades nothing
@@ -6,33 +6,51 @@ For each lab: every points test must pass on each reference solution (`solution/
 Re-runs of earlier labs' contracts ("Regression ..." tests) are exempt on the starter: a
 starter that extends the previous lab's solution passes them by design (labs 5 and later);
 the starter's line reports the lab's own points and the regression's apart.
-In the student release there are no solutions; then only the starter direction is checked.
 
-    python -m shared.grading.selfcheck            # all labs
-    python -m shared.grading.selfcheck 1 3        # labs 1 and 3
+Then each known-bug variant (`variants/*.patch`, see `shared.grading.variants`) is graded like
+a submission; the check fails when one keeps full marks or loses points only on tasks other
+than the one its header names. A table shows each variant, its task and the points it lost.
+
+In the student release (no solutions, no variants) the starters are graded without expecting
+them to fail: the check proves the harness runs, and a student who completes a task keeps CI
+green.
+
+    python -m shared.grading.selfcheck                 # all labs, all variants
+    python -m shared.grading.selfcheck 1 3             # labs 1 and 3
+    python -m shared.grading.selfcheck --variant 'lock-*' --variant lab01_rest/price-zero-refused
+    python -m shared.grading.selfcheck --no-variants   # both directions only
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
+import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from shared.grading.runner import REPO_ROOT, grade
+from shared.grading.variants import (
+    VariantOutcome,
+    check_variant,
+    matches,
+    variant_files,
+)
+
+RELEASE_MARKER = ".student-release"
+WIDTH = 100
 
 
 @dataclass(frozen=True)
 class Check:
     lab: Path
     impl: Path
-    expect_pass: bool
+    # True: every points test must pass; False: every own points test must fail;
+    # None: graded only (the student release): the harness must run, any score is fine.
+    expect_pass: bool | None
 
 
 @dataclass
@@ -42,6 +60,10 @@ class Outcome:
     seconds: float
     problems: list[str]
     summary: str
+
+
+def is_release(root: Path = REPO_ROOT) -> bool:
+    return (root / RELEASE_MARKER).exists()
 
 
 def lab_dirs(numbers: list[int] | None = None) -> list[Path]:
@@ -55,7 +77,7 @@ def checks_for(lab: Path) -> list[Check]:
     solutions = sorted(p for p in lab.glob("solution*") if (p / "app").is_dir())
     checks = [Check(lab, s, expect_pass=True) for s in solutions]
     if (lab / "starter" / "app").is_dir():
-        checks.append(Check(lab, lab / "starter", expect_pass=False))
+        checks.append(Check(lab, lab / "starter", expect_pass=None if is_release() else False))
     return checks
 
 
@@ -65,30 +87,22 @@ def is_regression(test: dict[str, Any]) -> bool:
 
 
 def run_check(check: Check) -> Outcome:
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "results.json"
-        cmd = [
-            sys.executable, "-m", "pytest", str(check.lab / "tests"),
-            "--impl", str(check.impl), "--grade-json", str(report),
-            "-q", "-p", "no:cacheprovider", "--no-header", "-rN",
-        ]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-        seconds = time.monotonic() - started
-        if not report.exists():
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-            return Outcome(check, False, seconds, [f"no results.json; pytest said:\n{tail}"], "")
-        data = json.loads(report.read_text())
+    graded = grade(check.lab, check.impl)
+    if graded.data is None:
+        problem = f"{graded.note}; pytest said:\n{graded.tail()}"
+        return Outcome(check, False, graded.seconds, [problem], "")
+    data = graded.data
     problems: list[str] = []
     tests = data["tests"]
     if not tests:
         problems.append("the lab has no points tests")
     if check.expect_pass:
         problems += [f"{t['name']} fails: {t['output']}" for t in tests if t["status"] != "passed"]
-        if proc.returncode != 0 and not problems:
-            tail = "\n".join(proc.stdout.splitlines()[-10:])
-            problems.append(f"a test without points failed (exit {proc.returncode}):\n{tail}")
-    else:
+        if graded.returncode != 0 and not problems:
+            problems.append(
+                f"a test without points failed (exit {graded.returncode}):\n{graded.tail(10)}"
+            )
+    elif check.expect_pass is False:
         problems += [
             f"{t['name']} passes on the starter: it grades nothing (a defect in the test)"
             for t in tests
@@ -96,37 +110,128 @@ def run_check(check: Check) -> Outcome:
         ]
     summary = f"{data['score']:g}/{data['max_score']:g} points, {len(tests)} points tests"
     regression = [t for t in tests if is_regression(t)]
-    if not check.expect_pass and regression:
+    if check.expect_pass is False and regression:
         own = [t for t in tests if not is_regression(t)]
         summary = (
             f"own {sum(t['score'] for t in own):g}/{sum(t['max_score'] for t in own):g} points "
             f"({len(own)} tests); regression {sum(t['score'] for t in regression):g}/"
             f"{sum(t['max_score'] for t in regression):g}"
         )
-    return Outcome(check, not problems, seconds, problems, summary)
+    return Outcome(check, not problems, graded.seconds, problems, summary)
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def check_lines(outcomes: list[Outcome]) -> list[str]:
+    lines = []
+    for out in outcomes:
+        want = {True: "all pass", False: "all fail", None: "graded"}[out.check.expect_pass]
+        mark = "ok  " if out.ok else "FAIL"
+        impl = _rel(out.check.impl)
+        lines.append(f"{mark} {impl:<34} expect {want:<8} {out.summary:<36} {out.seconds:5.1f}s")
+        for problem in out.problems:
+            first, *rest = problem.splitlines() or [""]
+            lines += textwrap.wrap(first, WIDTH, initial_indent="       - ",
+                                   subsequent_indent="         ")  # fmt: skip
+            lines += [f"         {line}" for line in rest]
+    return lines
+
+
+def variant_lines(outcomes: list[VariantOutcome]) -> list[str]:
+    """The variants table: variant, its task, the points lost there, and where else."""
+    if not outcomes:
+        return []
+    caught = sum(o.ok for o in outcomes)
+    lines = ["", f"Known-bug variants: {caught} of {len(outcomes)} caught by the tests"]
+    header = f"{'':4} {'variant':<38} {'task':<38} {'lost':>6} {'time':>6}"
+    lines += [header, "-" * len(header)]
+    lab = None
+    for out in outcomes:
+        lab_name = out.path.parent.parent.name
+        if lab_name != lab:
+            lab = lab_name
+            count = sum(o.path.parent.parent.name == lab for o in outcomes)
+            lines.append(f"{lab} ({count} variants)")
+        mark = "ok  " if out.ok else "FAIL"
+        task = out.variant.task if out.variant else "?"
+        tasks = textwrap.wrap(task, 38) or [""]
+        name = out.path.stem
+        lost = f"-{out.lost_on_task:g}" if out.lost_on_task else "0"
+        lines.append(f"{mark} {name:<38} {tasks[0]:<38} {lost:>6} {out.seconds:5.0f}s")
+        lines += [f"{'':4} {'':<38} {part}" for part in tasks[1:]]
+        notes = []
+        if elsewhere := out.lost_elsewhere:
+            notes.append("also lost: " + ", ".join(f"{t} -{p:g}" for t, p in elsewhere.items()))
+        if out.problem:
+            notes.insert(0, out.problem)
+        for note in notes:
+            lines += textwrap.wrap(note, WIDTH, initial_indent="       ",
+                                   subsequent_indent="         ")  # fmt: skip
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("labs", nargs="*", type=int, help="lab numbers (default: all)")
-    parser.add_argument("--jobs", type=int, default=2, help="checks run at once")
+    parser.add_argument("--jobs", type=int, default=2, help="gradings run at once")
+    parser.add_argument(
+        "--variant", action="append", default=[],
+        help="only these variants (name, labNN_x/name or a glob; repeatable); skips the "
+        "solution/starter checks",
+    )  # fmt: skip
+    parser.add_argument("--no-variants", action="store_true", help="skip the variants")
     args = parser.parse_args(argv)
+    patterns = [p for raw in args.variant for p in raw.replace(",", " ").split()]
 
-    checks = [c for lab in lab_dirs(args.labs) for c in checks_for(lab)]
-    if not checks:
-        print("no labs with tests found", file=sys.stderr)
+    labs = lab_dirs(args.labs)
+    checks = [] if patterns else [c for lab in labs for c in checks_for(lab)]
+    variants = [] if args.no_variants or is_release() else [
+        (path, lab) for lab in labs for path in variant_files(lab)
+        if not patterns or matches(path, lab, patterns)
+    ]  # fmt: skip
+    if not checks and not variants:
+        what = "variants matching " + ", ".join(patterns) if patterns else "labs with tests"
+        print(f"no {what} found", file=sys.stderr)
         return 1
+    started = time.monotonic()
+    total = len(checks) + len(variants)
+    done = 0
+
+    def progress(label: str, ok: bool, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        mark = "ok  " if ok else "FAIL"
+        print(f"[{done:>3}/{total}] {mark} {label} ({seconds:.0f}s)", file=sys.stderr, flush=True)
+
+    def one_check(check: Check) -> Outcome:
+        out = run_check(check)
+        progress(_rel(check.impl), out.ok, out.seconds)
+        return out
+
+    def one_variant(path: Path, lab: Path) -> VariantOutcome:
+        out = check_variant(path, lab)
+        progress(f"{lab.name}/{path.stem}", out.ok, out.seconds)
+        return out
+
+    # The solution/starter checks are submitted first, so they finish first.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = list(pool.map(run_check, checks))
-    failed = False
-    for out in outcomes:
-        want = "all pass" if out.check.expect_pass else "all fail"
-        mark = "ok  " if out.ok else "FAIL"
-        impl = out.check.impl.relative_to(REPO_ROOT)
-        print(f"{mark} {impl!s:<42} expect {want:<8}  {out.summary:<32} {out.seconds:5.1f}s")
-        for problem in out.problems:
-            failed = True
-            print(f"       - {problem}")
+        check_futures: list[Future[Outcome]] = [pool.submit(one_check, c) for c in checks]
+        variant_futures = [pool.submit(one_variant, p, lab) for p, lab in variants]
+        outcomes = [f.result() for f in check_futures]
+        variant_outcomes = [f.result() for f in variant_futures]
+
+    lines = check_lines(outcomes) + variant_lines(variant_outcomes)
+    print("\n".join(lines))
+    failed = [o for o in outcomes if not o.ok] + [v for v in variant_outcomes if not v.ok]
+    minutes = (time.monotonic() - started) / 60
+    verdict = "FAILED" if failed else "passed"
+    print(f"\nself-check {verdict}: {total - len(failed)} of {total} gradings as expected, "
+          f"{minutes:.1f} min with {args.jobs} at a time")  # fmt: skip
     return 1 if failed else 0
 
 

@@ -1,0 +1,75 @@
+"""Grade one implementation of one lab in a child pytest process, and read its results.json.
+
+The self-check, the known-bug variants and the class gradebook all grade this way: our tests
+(never a submission's copy), a process of its own (so its own database, Redis prefix and
+queue names, see `shared.testing.fixtures`), and a per-test timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Graded:
+    """What one grading run produced: results.json's content, or why there is none."""
+
+    data: dict[str, Any] | None
+    returncode: int
+    seconds: float
+    output: str = ""
+    note: str = ""
+    tests: list[dict[str, Any]] = field(default_factory=list)
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def grade(
+    lab: Path,
+    impl: Path,
+    *,
+    timeout: float = 180,
+    extra: tuple[str, ...] = (),
+    total_timeout: float | None = None,
+) -> Graded:
+    """Run `lab`'s tests on `impl`; `timeout` is per test, `total_timeout` for the whole run."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hl-grade-") as tmp:
+        report = Path(tmp) / "results.json"
+        cmd = [
+            sys.executable, "-m", "pytest", str(lab / "tests"), "--impl", str(impl),
+            "--grade-json", str(report), f"--timeout={timeout:g}",
+            "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--tb=line", *extra,
+        ]  # fmt: skip
+        note = ""
+        try:
+            proc = subprocess.run(
+                cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+                timeout=total_timeout or timeout * 40,
+            )  # fmt: skip
+            code, output = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            code, note = -1, "grading timed out"
+            output = _text(exc.stdout) + _text(exc.stderr)
+        data = json.loads(report.read_text()) if report.exists() else None
+    seconds = time.monotonic() - started
+    if data is None and not note:
+        note = "grading crashed (no results.json)"
+    tests = list(data["tests"]) if data else []
+    return Graded(data, code, seconds, output, note, tests)
+
+
+def _text(value: bytes | str | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""
