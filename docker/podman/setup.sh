@@ -142,7 +142,15 @@ debian_mirror() {
 }
 
 # name:tag=ID of every local image, read once (each podman call costs ~0.3 s on a busy machine).
-local_images() { podman images --noheading --format '{{.Repository}}:{{.Tag}}={{.ID}}'; }
+# A listing can fail while another process removes an image at that moment: try again.
+local_images() {
+  local i
+  for i in 1 2 3 4 5; do
+    podman images --noheading --format '{{.Repository}}:{{.Tag}}={{.ID}}' 2>/dev/null && return
+    sleep "$i"
+  done
+  podman images --noheading --format '{{.Repository}}:{{.Tag}}={{.ID}}'
+}
 LOCAL_IMAGES=""
 
 tag_aliases() {
@@ -165,10 +173,13 @@ build_debian() {
   mkdir -p "$tmp"
   mirror=$(debian_mirror)
   echo "setup.sh: mmdebstrap bookworm from $mirror"
-  # images/debian/dpkg.cfg is in place before the first package is unpacked.
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates \
-    --setup-hook='mkdir -p "$1"/etc/dpkg/dpkg.cfg.d' \
-    --setup-hook="cp '$HERE/images/debian/dpkg.cfg' \"\$1\"/etc/dpkg/dpkg.cfg.d/90slim" \
+  # --dpkgopt (not a file dropped in by a hook): mmdebstrap also applies path-exclude while it
+  # unpacks the essential packages itself. The merged-usr hook does what the usrmerge package
+  # would, without pulling perl into every image.
+  local opts=()
+  while read -r opt; do opts+=(--dpkgopt="$opt"); done < <(grep -v '^#' "$HERE/images/debian/dpkg.cfg")
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates "${opts[@]}" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --aptopt='APT::Install-Recommends "false"' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin' \
     bookworm "$tmp/rootfs.tar" \
@@ -208,6 +219,8 @@ for name in "${order[@]}"; do
   if [ "$name" = debian ]; then
     # The base's hash covers the host's extra CAs too: a new certificate means a new base.
     extra_ca=$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null | sha256sum | cut -c1-8)
+    # ... and build_debian's own text (its mmdebstrap options).
+    extra_ca=$(echo "$extra_ca $(declare -f build_debian)" | sha256sum | cut -c1-8)
     image="localhost/hl-standin/debian:$(recipe_hash debian)-$extra_ca"
   else
     # ... and every other image's covers the base it is built on.
@@ -217,10 +230,10 @@ for name in "${order[@]}"; do
   if ! grep -q "^$image=" <<<"$LOCAL_IMAGES"; then
     echo "setup.sh: building $image"
     if [ "$name" = debian ]; then build_debian "$image"; else build_image "$name" "$image"; fi
-    # Older builds of this stand-in: drop their names (an image a container still uses stays).
-    podman images --format '{{.Repository}}:{{.Tag}}' "localhost/hl-standin/$name" \
-      | grep -vxF "$image" | xargs -r podman rmi >/dev/null 2>&1 || true
   fi
+  # Older builds stay (another checkout with an older copy of this script may still use
+  # them; `podman rmi localhost/hl-standin/<name>:<old hash>` frees the space); the official
+  # names move to this build.
   tag_aliases "$name" "$image"
 done
 
