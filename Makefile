@@ -111,10 +111,10 @@ grade: setup ## grade a folder of submissions into gradebook.csv
 	$(PY) -m shared.grading.gradebook "$(SUBMISSIONS)" $(if $(LABS),--labs $(LABS)) \
 	  $(if $(OUT),--out "$(OUT)")
 
-# make release OUT=dir
-release: setup ## write the student release (no solutions, no hidden tests) to OUT
-	@test -n "$(OUT)" || { echo "usage: make release OUT=dir"; exit 2; }
-	$(PY) -m shared.grading.release "$(OUT)" $(if $(FORCE),--force)
+# make release OUT=dir [UPTO=N] [FORCE=1]
+release: setup ## write the student release for weeks up to lab UPTO (no solutions, variants, hidden tests)
+	@test -n "$(OUT)" || { echo "usage: make release OUT=dir [UPTO=N] [FORCE=1]"; exit 2; }
+	$(PY) -m shared.grading.release "$(OUT)" $(if $(UPTO),--upto $(UPTO)) $(if $(FORCE),--force)
 
 clean: ## remove caches (keeps the virtual environment)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
