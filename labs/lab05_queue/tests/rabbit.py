@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -253,6 +254,11 @@ class Notifications:
     def stop(self) -> None:
         if self.child is not None:
             self.child.stop()
+
+    def close(self) -> None:
+        """Stop it and delete its logs."""
+        self.stop()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> bool:
