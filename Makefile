@@ -17,7 +17,7 @@ PYTEST_GRADE := -p no:cacheprovider -qq --no-header --tb=no -rN
 # lab_dir(N): the folder of lab N (labs/lab0N_*), empty if there is none.
 lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
 
-.PHONY: help setup services lab-% serve test lint format typecheck selfcheck repo-tests \
+.PHONY: help setup services lab-% serve test lint format typecheck selfcheck repo-tests load-summary \
         grade release clean
 
 help: ## list the commands
@@ -94,6 +94,11 @@ typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation
 	  > /tmp/mypy-$$$$.log 2>&1 \
 	  && echo "mypy $$(dirname {}): ok" \
 	  || { echo "mypy $$(dirname {}):"; cat /tmp/mypy-$$$$.log; exit 255; }'
+	@# Lab 7's load tests (load/*.py) import each other as top-level modules, as locust does.
+	@for d in $$(ls -d labs/*/*/load 2>/dev/null); do \
+	  (cd $$d && MYPYPATH=$(CURDIR) $(MYPY) --config-file $(CURDIR)/pyproject.toml \
+	    --cache-dir $(CURDIR)/.mypy_cache/$$(echo $$d | tr / _) *.py >/tmp/mypy-load.log 2>&1) \
+	  && echo "mypy $$d: ok" || { echo "mypy $$d:"; cat /tmp/mypy-load.log; exit 1; }; done
 
 # make selfcheck [LAB="1 3"] [VARIANT="name labNN_x/name 'glob*'"] [JOBS=2]
 selfcheck: setup ## tests pass on solution/, fail on starter/, catch every known-bug variant
