@@ -108,6 +108,10 @@ selfcheck: setup ## tests pass on solution/, fail on starter/, catch every known
 repo-tests: setup ## the repo's own tests (harness, gradebook, release)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
+# make load-summary [ARGS="--seconds 20 --users 32 --labs 1 2 3 4 5"]
+load-summary: setup services ## one locust scenario against labs 1-5: a table and build/load-summary.png
+	$(PY) labs/lab07_load/summary.py $(ARGS)
+
 # ---------------------------------------------------------------- instructors
 
 # make grade SUBMISSIONS=dir [LABS="1 2"] [OUT=dir]
