@@ -145,7 +145,7 @@ def draw_timeseries(
     ax.yaxis.set_major_formatter(lambda v, _: format_value(v, unit))
     if data:
         legend = ax.legend(
-            loc="upper left", fontsize=6, ncol=2, facecolor=PANEL, edgecolor=GRID, framealpha=0.8
+            loc="best", fontsize=6, ncol=2, facecolor=PANEL, edgecolor=GRID, framealpha=0.8
         )
         for text in legend.get_texts():
             text.set_color(TEXT)
@@ -401,7 +401,7 @@ def main() -> None:
     source.add_argument("--prometheus", help="render from this Prometheus (URL)")
     parser.add_argument("--seconds", type=float, default=90, help="demo traffic duration")
     parser.add_argument(
-        "--slowdown", type=float, default=0.1, help="demo: seconds each job sleeps (a queue)"
+        "--slowdown", type=float, default=0.02, help="demo: seconds each job sleeps (a queue)"
     )
     parser.add_argument("--minutes", type=float, default=15, help="time range with --prometheus")
     parser.add_argument("--rate-interval", default="1m", help="$__rate_interval with --prometheus")
