@@ -114,11 +114,11 @@ load-summary: setup services ## one locust scenario against labs 1-5: a table an
 
 # ---------------------------------------------------------------- instructors
 
-# make grade SUBMISSIONS=dir [LABS="1 2"] [OUT=dir]
-grade: setup ## grade a folder of submissions into gradebook.csv
+# make grade SUBMISSIONS=dir [LABS="1 2"] [OUT=dir] [JOBS=2]
+grade: setup ## grade a folder of submissions into gradebook.csv and report.html
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [LABS='1 2']"; exit 2; }
 	$(PY) -m shared.grading.gradebook "$(SUBMISSIONS)" $(if $(LABS),--labs $(LABS)) \
-	  $(if $(OUT),--out "$(OUT)")
+	  $(if $(OUT),--out "$(OUT)") $(if $(JOBS),--jobs $(JOBS))
 
 # make release OUT=dir [UPTO=N] [FORCE=1]
 release: setup ## write the student release for weeks up to lab UPTO (no solutions, variants, hidden tests)

@@ -56,3 +56,14 @@ def test_gradebook_gives_full_zero_and_partial_scores(tmp_path: Path):
     assert any(t["status"] == "failed" for t in results["tests"])
     combined = json.loads((out / "carol" / "results.json").read_text())
     assert combined["score"] == results["score"]
+
+    # The class report: charts, pass rates, common causes, tampering, a row per student.
+    page = (out / "report.html").read_text()
+    for chart in ("charts/scores.png", "charts/tasks_lab01_rest.png"):
+        assert (out / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart in page
+    assert "href='carol/lab01_rest/results.json'" in page
+    tampered = page.split("<h2>Tampered submissions</h2>")[1].split("<h2>")[0]
+    assert "dave" in tampered and "alice" not in tampered
+    causes = page.split("<h2>Most common causes of failure</h2>")[1].split("<h2>")[0]
+    assert "POST /items" in causes, "carol's 200-instead-of-201 bug is among the causes"
+    assert "time to grade one lab01_rest submission" in proc.stderr

@@ -1,6 +1,6 @@
 """Grade a folder of submissions into one gradebook.
 
-    python -m shared.grading.gradebook SUBMISSIONS [--labs 1 2] [--out DIR]
+    python -m shared.grading.gradebook SUBMISSIONS [--labs 1 2] [--out DIR] [--jobs 2]
 
 SUBMISSIONS has one folder per student, each shaped like the repo's `labs/`
 (`SUBMISSIONS/alice/lab01_rest/starter/app/...`). Each (student, lab) is graded in its own
@@ -9,6 +9,8 @@ and a per-test timeout. Writes under --out `gradebook.csv` (a row per student, a
 lab, a total), `<student>/<lab>/results.json` (Gradescope format, one per assignment) and
 `<student>/results.json` (all graded labs together). A submission whose copy of our
 tests differs from ours is reported, not failed: the tests that ran are ours either way.
+Beside them `report.html` (with `charts/*.png`) is the class report, see
+`shared.grading.report`. The time each grading took is printed, and the whole run's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shared.grading.report import write_report
 from shared.grading.runner import REPO_ROOT
+from shared.grading.runner import grade as grade_impl
 from shared.grading.selfcheck import lab_dirs
 
 
@@ -80,27 +85,16 @@ def grade_one(student_dir: Path, lab: Path, timeout: float) -> LabGrade:
         grade.note = "not submitted" if not folder.exists() else "no app/ package found"
         grade.max_score = _max_score(lab)
         return grade
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "results.json"
-        cmd = [
-            sys.executable, "-m", "pytest", str(lab / "tests"), "--impl", str(impl),
-            "--grade-json", str(report), f"--timeout={timeout:g}",
-            "-q", "-p", "no:cacheprovider", "--no-header",
-        ]  # fmt: skip
-        try:
-            subprocess.run(
-                cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-                timeout=timeout * 40,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            grade.note = "grading timed out"
-        if report.exists():
-            data = json.loads(report.read_text())
-            grade.score, grade.max_score = data["score"], data["max_score"]
-            grade.tests, grade.seconds = data["tests"], data["execution_time"]
-        else:
-            grade.note = grade.note or "grading crashed (no results)"
-            grade.max_score = _max_score(lab)
+    graded = grade_impl(lab, impl, timeout=timeout)
+    grade.seconds = graded.seconds
+    if graded.data is not None:
+        grade.score, grade.max_score = graded.data["score"], graded.data["max_score"]
+        grade.tests = graded.tests
+        if graded.note:
+            grade.note = graded.note
+    else:
+        grade.note = graded.note
+        grade.max_score = _max_score(lab)
     return grade
 
 
@@ -197,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     args = parser.parse_args(argv)
 
+    started = time.monotonic()
     console = Console(stderr=True)
     students = sorted(
         p for p in args.submissions.iterdir() if p.is_dir() and not p.name.startswith("_")
@@ -220,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out or args.submissions / "_grades"
     book = write_outputs(out, grades, labs)
+    page = write_report(out, grades, [lab.name for lab in labs])
     table = Table("student", *[lab.name for lab in labs], "total", title=str(book))
     by_key = {(g.student, g.lab): g for g in grades}
     for s in students:
@@ -244,6 +240,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         if g.note:
             console.print(f"[yellow]note[/]: {g.student}/{g.lab}: {g.note}")
+    for lab in labs:
+        times = sorted(g.seconds for g in grades if g.lab == lab.name and g.seconds)
+        if times:
+            console.print(
+                f"time to grade one {lab.name} submission: median {times[len(times) // 2]:.0f}s, "
+                f"slowest {times[-1]:.0f}s"
+            )
+    minutes = (time.monotonic() - started) / 60
+    console.print(
+        f"graded {len(jobs)} submissions ({len(students)} students x {len(labs)} labs) in "
+        f"{minutes:.1f} min, {args.jobs} at a time; class report: {page}"
+    )
     return 0
 
 
