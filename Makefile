@@ -72,9 +72,21 @@ serve: setup ## run lab LAB's app on http://127.0.0.1:8000 (open /docs)
 
 # ---------------------------------------------------------------- checks
 
-# The capstone's checks come from project/project.mk.
-test: setup services lint typecheck selfcheck repo-tests $(if $(wildcard project/project.mk),project-test) ## everything CI checks
-	@echo "make test: all checks passed"
+# The capstone's checks come from project/project.mk. The phases run one after the other,
+# each timed; the last line lists how long each took.
+TEST_PHASES := services lint typecheck selfcheck repo-tests \
+  $(if $(wildcard project/project.mk),project-test)
+test: setup ## everything CI checks, each phase timed
+	@total=$$(date +%s); took=""; \
+	for phase in $(TEST_PHASES); do \
+	  start=$$(date +%s); echo "== make $$phase"; \
+	  if ! $(MAKE) --no-print-directory $$phase; then \
+	    echo "make test: $$phase FAILED after $$(( $$(date +%s) - start ))s (before it:$$took)"; \
+	    exit 1; fi; \
+	  secs=$$(( $$(date +%s) - start )); took="$$took $$phase $${secs}s,"; \
+	  echo "== make $$phase: $${secs}s"; \
+	done; \
+	echo "make test: all checks passed in $$(( $$(date +%s) - total ))s:$${took%,}"
 
 lint: setup ## ruff lint and format check
 	$(RUFF) check .
