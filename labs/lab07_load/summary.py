@@ -7,10 +7,13 @@
 For each lab (its `solution/`, or `starter/` in the student release) the script prepares what
 the service needs (lab 1: 1,000 items through its API, in memory; labs 2 and later: a scratch
 PostgreSQL database, migrated, with the 100,000 rows the graders use, and a Redis prefix of
-its own), starts it as one process on a free port of 127.0.0.1, warms it up, and runs
+its own; lab 5: its own RabbitMQ names and its notifications consumer, see `stack.py`),
+starts the API as one process on a free port of 127.0.0.1, warms it up, and runs
 `summary/locustfile.py` headless: `--users` FastHttpUsers without think time for
-`--seconds`. It prints requests/s, p50 and p95 per lab and draws them into a PNG chart.
-Everything it creates (databases, Redis keys, queues, processes) is removed at the end.
+`--seconds`. Every lab gets the same requests (pages, items, new items); one more row runs
+lab 5 with orders (through RabbitMQ) as the write instead of new items. It prints
+requests/s, p50 and p95 per row and draws them into a PNG chart. Everything it creates
+(databases, Redis keys, queues, processes) is removed at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ LAB_DIR = Path(__file__).resolve().parent
 REPO_ROOT = LAB_DIR.parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from labs.lab07_load.stack import service  # noqa: E402
 from shared.labs import default_impl  # noqa: E402
 from shared.services import ServiceUnavailable, require  # noqa: E402
 from shared.settings import ServiceSettings  # noqa: E402
@@ -42,7 +46,7 @@ from shared.testing.namespaces import (  # noqa: E402
     temporary_database,
 )
 from shared.testing.seed import ROWS, seed_items  # noqa: E402
-from shared.testing.server import AppServer, run_in_impl  # noqa: E402
+from shared.testing.server import run_in_impl  # noqa: E402
 
 LOCUSTFILE = LAB_DIR / "summary" / "locustfile.py"
 IN_MEMORY_ITEMS = 1_000
@@ -56,9 +60,22 @@ LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class Case:
+    """One row: a lab, and what its users write."""
+
+    lab: int
+    orders: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.orders:
+            return f"lab {self.lab}: POST /orders"
+        return f"lab {self.lab}: {LABELS.get(self.lab, '')}"
+
+
 @dataclass
 class Result:
-    lab: int
     label: str
     requests: int
     failures: int
@@ -120,7 +137,7 @@ def warm_up(base_url: str) -> None:
             client.get("/items", params={"limit": 20, "offset": offset}).raise_for_status()
 
 
-def run_locust(base_url: str, args: argparse.Namespace) -> dict[str, str]:
+def run_locust(base_url: str, args: argparse.Namespace, orders: bool) -> dict[str, str]:
     """Run the scenario headless; return locust's Aggregated row."""
     with tempfile.TemporaryDirectory() as tmp:
         prefix = Path(tmp) / "summary"
@@ -130,7 +147,11 @@ def run_locust(base_url: str, args: argparse.Namespace) -> dict[str, str]:
             "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds:g}s",
             "--host", base_url, "--csv", str(prefix),
         ]  # fmt: skip
-        env = {**os.environ, "SUMMARY_WRITE_WEIGHT": str(args.write_weight)}
+        env = {
+            **os.environ,
+            "SUMMARY_WRITE_WEIGHT": str(args.write_weight),
+            "SUMMARY_WRITE": "orders" if orders else "items",
+        }
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=args.seconds + 60, check=False,
             cwd=tmp, env=env,
@@ -142,21 +163,23 @@ def run_locust(base_url: str, args: argparse.Namespace) -> dict[str, str]:
             return next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
 
 
-def measure(number: int, urls: dict[str, str], run_id: str, args: argparse.Namespace) -> Result:
-    folder = lab_folder(number)
+def measure(case: Case, urls: dict[str, str], run_id: str, args: argparse.Namespace) -> Result:
+    folder = lab_folder(case.lab)
     if folder is None:
-        sys.exit(f"lab {number} is not in this repository")
+        sys.exit(f"lab {case.lab} is not in this repository")
     impl = default_impl(folder)
-    label = f"lab {number}: {LABELS.get(number, folder.name)}"
-    print(f"{label}: {impl.relative_to(REPO_ROOT)} ...", file=sys.stderr, flush=True)
-    with prepared(number, impl, urls, run_id) as env, AppServer(impl, env) as server:
-        if number == 1:
+    print(f"{case.label}: {impl.relative_to(REPO_ROOT)} ...", file=sys.stderr, flush=True)
+    # Each row gets its own database and Redis prefix (a fresh start, as in `make serve`).
+    with (
+        prepared(case.lab, impl, urls, f"{run_id}{int(case.orders)}") as env,
+        service(impl, env) as server,
+    ):
+        if case.lab == 1:
             fill_in_memory(server.base_url)
         warm_up(server.base_url)
-        row = run_locust(server.base_url, args)
+        row = run_locust(server.base_url, args, case.orders)
     return Result(
-        lab=number,
-        label=label,
+        label=case.label,
         requests=int(row["Request Count"]),
         failures=int(row["Failure Count"]),
         rps=float(row["Requests/s"]),
@@ -230,8 +253,11 @@ def main() -> int:
         f"no think time, {args.seconds:g} s per lab, 127.0.0.1, {os.cpu_count()} CPUs"
     )
     print(title)
-    results = [measure(n, urls, run_id, args) for n in numbers]
-    row = "{:<24} {:>10} {:>7} {:>7} {:>9} {:>7}"
+    cases = [Case(n) for n in numbers]
+    if 5 in numbers and args.write_weight:
+        cases.append(Case(5, orders=True))
+    results = [measure(case, urls, run_id, args) for case in cases]
+    row = "{:<26} {:>10} {:>7} {:>7} {:>9} {:>7}"
     print(row.format("lab", "requests/s", "p50 ms", "p95 ms", "requests", "failed"))
     for r in results:
         print(

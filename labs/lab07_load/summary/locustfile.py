@@ -10,7 +10,9 @@ Only what labs 1-5 all answer, so each lab gets exactly the same work:
       3     GET /items/{id}                     GET /items/{id}     (an item of a page it saw)
       1     POST /items                         POST /items         (a new item, a unique name)
 
-SUMMARY_WRITE_WEIGHT (default 1; 0 for a read-only run) changes the weight of POST /items.
+SUMMARY_WRITE_WEIGHT (default 1; 0 for a read-only run) changes the weight of the write, and
+SUMMARY_WRITE=orders makes it `POST /orders` (lab 5 on: an order of an item it saw, whose
+event goes through RabbitMQ) instead of `POST /items`.
 
 No think time: each user sends its next request as soon as the answer is back, so the number
 of users is the number of requests in flight and requests/s is what the service can do at
@@ -28,6 +30,7 @@ from locust import FastHttpUser, constant, task
 PAGE_SIZE = 20
 PAGES = 50
 WRITE_WEIGHT = int(os.environ.get("SUMMARY_WRITE_WEIGHT", "1"))
+WRITE_ORDERS = os.environ.get("SUMMARY_WRITE", "items") == "orders"
 
 
 class SummaryUser(FastHttpUser):
@@ -56,6 +59,10 @@ class SummaryUser(FastHttpUser):
             self.browse()
 
     @task(WRITE_WEIGHT)
-    def create_item(self) -> None:
-        body = {"name": f"summary {uuid.uuid4().hex}", "price": 9.5, "category": "summary"}
-        self.client.post("/items", json=body, name="/items")
+    def write(self) -> None:
+        if WRITE_ORDERS and self.seen:
+            body = {"item_id": random.choice(self.seen), "quantity": 1}
+            self.client.post("/orders", json=body, name="/orders")
+        else:
+            body = {"name": f"summary {uuid.uuid4().hex}", "price": 9.5, "category": "summary"}
+            self.client.post("/items", json=body, name="/items")
