@@ -112,6 +112,9 @@ def test_the_image_has_a_healthcheck(final_stage: Stage) -> None:
         "(slim images have no curl: python -c ...)"
     )
     assert "CMD" in checks[-1].args.split(), f"{checks[-1]}: a HEALTHCHECK needs a CMD to run"
+    assert "/healthz" in checks[-1].args, (
+        f"{checks[-1]}: probe the API's GET /healthz, so that `healthy` means it answers HTTP"
+    )
 
 
 @pytest.mark.points(1, task=TASK)
