@@ -37,7 +37,11 @@ class Settings(ServiceSettings):
     celery_queue: str = Field(default="imgproc", description="queue name (under REDIS_PREFIX)")
     # Unacked messages older than this go back to the queue (kombu's Redis transport).
     broker_visibility_timeout: int = Field(default=3600, ge=1)
+    # Attempts that crashed or hit an unexpected error; then the job fails.
     max_attempts: int = Field(default=5, ge=1)
+    # Transient errors (database restarting, disk full, network) are retried, with capped
+    # exponential backoff and jitter, until this long after the first of them.
+    transient_retry_budget_seconds: float = Field(default=900.0, gt=0)
     retry_backoff_base: float = Field(default=1.0, gt=0)
     retry_backoff_max: float = Field(default=60.0, gt=0)
     # The reconciler re-enqueues jobs that sat this long without progress.

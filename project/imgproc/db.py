@@ -62,9 +62,10 @@ def make_sync_engine(database_url: str, *, pool_size: int = 2) -> Engine:
         sqlalchemy_url(database_url, "psycopg"),
         pool_size=pool_size,
         max_overflow=0,
-        # No ping per checkout (a round trip per transaction): a dropped connection surfaces
-        # as OperationalError, which the worker treats as transient and retries.
-        pool_pre_ping=False,
+        # This engine runs only the rare statements (a failure, a retry, the reconciler), the
+        # ones that must work right after a database restart: a ping per checkout replaces a
+        # connection the restart killed instead of failing the statement.
+        pool_pre_ping=True,
         connect_args={"options": _WORKER_OPTIONS},
         # Every worker transaction is one statement: autocommit saves the BEGIN and COMMIT
         # round trips around it.

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgproc.cache.service import AsyncCache
@@ -29,11 +28,14 @@ from imgproc.logging import configure_logging
 from imgproc.metrics.api import ApiMetrics, instrument
 from imgproc.middleware import RequestContextMiddleware, UploadLimitMiddleware
 from imgproc.storage.service import ContentStore
+from imgproc.unavailable import ROOTS as UNAVAILABLE_ROOTS
+from imgproc.unavailable import is_unavailable
 
 log = structlog.get_logger(__name__)
 UPLOAD_PATHS = frozenset({"/crop", "/grayscale", "/resize"})
 # Room for the multipart boundaries and the small form fields around the file itself.
 MULTIPART_SLACK = 64 * 1024
+RETRY_AFTER_SECONDS = 5
 
 
 def _request_id(request: Request) -> str | None:
@@ -63,25 +65,46 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(request, exc.status_code, code, str(exc.detail))
+        response = _error(request, exc.status_code, code, str(exc.detail))
+        # Starlette's own headers (a 405's Allow) are part of the answer.
+        response.headers.update(exc.headers or {})
+        return response
 
-    # A backing service that does not answer is the server's problem and worth a retry: 503.
-    # (asyncpg raises OSError for a refused connection; SQLAlchemy wraps the rest.)
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A backing service that cannot serve now is the server's problem and worth a retry:
+    # 503 + Retry-After. (The errors of databases, Redis and the disk, see unavailable.py;
+    # one of those that is not an outage, e.g. a violated constraint, is a bug: 500.)
+    async def backend_error(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            return await internal_error(request, exc)
         log.warning("backend_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
         response = _error(
             request, 503, "service_unavailable", "a backing service is unavailable; try again"
         )
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
-    for kind in (OperationalError, InterfaceError, OSError, TimeoutError):
-        app.add_exception_handler(kind, unavailable)
+    for root in UNAVAILABLE_ROOTS:
+        app.add_exception_handler(root, backend_error)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error")
+        log.error("unhandled_error", exc_info=exc)
         return _error(request, 500, "internal_error", "internal error; see the server log")
+
+
+def _document_body_rules(app: FastAPI) -> None:
+    """Add to the OpenAPI schema the rules of a form that FastAPI cannot derive from it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            resize = schema["components"]["schemas"]["Body_resize_resize_post"]
+            resize["anyOf"] = [{"required": ["width"]}, {"required": ["height"]}]
+            resize["description"] = "Give width, height or both."
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -126,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # `make run` only: the demo page on the API's origin (in compose, nginx serves it).
         app.mount("/ui", StaticFiles(directory=settings.frontend_dir, html=True), name="ui")
     _install_error_handlers(app)
+    _document_body_rules(app)
     instrument(app, registry)
     app.add_middleware(
         UploadLimitMiddleware,

@@ -27,7 +27,7 @@ def test_upgrade_and_downgrade_leave_a_labs_alembic_history_alone(isolated: Isol
         with engine.connect() as conn:
             ours = conn.execute(text("SELECT version_num FROM imgproc_alembic_version")).scalar()
             theirs = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert ours == "imgproc_0001" and theirs == "0001", (ours, theirs)
+        assert ours == "imgproc_0002" and theirs == "0001", (ours, theirs)
         assert "imgproc_jobs" in inspect(engine).get_table_names()
     finally:
         engine.dispose()

@@ -39,7 +39,12 @@ def test_health_readiness_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "broker": "ok"}
+    assert ready.json()["checks"] == {
+        "postgres": "ok",
+        "redis": "ok",
+        "broker": "ok",
+        "storage": "ok",
+    }
     assert ready.json()["status"] == "ready"
     docs = client.get("/docs")
     assert docs.status_code == 200 and "cdn" not in docs.text, "/docs must work offline"

@@ -296,10 +296,17 @@ def _retries() -> float:
     return REGISTRY.get_sample_value("imgproc_job_retries_total", {"operation": "grayscale"}) or 0.0
 
 
-def test_transient_errors_retry_with_backoff_then_give_up(
+def test_transient_errors_retry_with_backoff_within_a_time_budget(
     isolated: Isolated, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = isolated("retry", max_attempts=3, retry_backoff_base=2, retry_backoff_max=60)
+    """Transient errors do not spend MAX_ATTEMPTS: they are retried until a time budget ends."""
+    s = isolated(
+        "retry",
+        max_attempts=3,
+        retry_backoff_base=2,
+        retry_backoff_max=60,
+        transient_retry_budget_seconds=1.0,
+    )
     ctx = WorkerContext.create(s)
     job_id = _new_job(ctx, seed=1)
     retries_before = _retries()
@@ -309,24 +316,59 @@ def test_transient_errors_retry_with_backoff_then_give_up(
 
     monkeypatch.setattr(ctx.store, "get", broken_disk)
     delays = []
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3, 4):  # more tries than max_attempts: transient ones do not count
         outcome = run_job(ctx, job_id)
         assert outcome.name == "retry" and outcome.retry_in is not None
         delays.append(outcome.retry_in)
         row = _row(ctx, job_id)
         assert row.status == "queued" and row.attempts == attempt
+        assert row.transient_retries == attempt, "each transient retry is counted on the job"
         assert "disk hiccup" in row.error, "the transient error is recorded"
-    assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 4, f"exponential backoff, got {delays}"
+    assert 1 <= delays[0] <= 2 and 2 <= delays[1] <= 4 and 4 <= delays[2] <= 8, (
+        f"exponential backoff, got {delays}"
+    )
     with ctx.engine.connect() as conn:
         ahead = conn.execute(
             text("SELECT enqueued_at > now() FROM imgproc_jobs WHERE id = :id"), {"id": job_id}
         ).scalar_one()
     assert ahead, "the reconciler must wait out the backoff"
+    with ctx.engine.begin() as conn:  # the first transient error is now older than the budget
+        conn.execute(
+            text(
+                "UPDATE imgproc_jobs SET retrying_since = now() - interval '2 seconds'"
+                " WHERE id = :id"
+            ),
+            {"id": job_id},
+        )
     final = run_job(ctx, job_id)
     row = _row(ctx, job_id)
-    assert final.name == "failed" and row.status == "failed" and row.attempts == 3
-    assert "gave up after 3 attempts" in row.error and "disk hiccup" in row.error
-    assert _retries() - retries_before == 2
+    assert final.name == "failed" and row.status == "failed" and row.attempts == 5
+    assert "gave up after 1 s of transient errors (4 retries)" in row.error, row.error
+    assert "disk hiccup" in row.error
+    assert _retries() - retries_before == 4
+    ctx.close()
+
+
+def test_unexpected_errors_give_up_after_max_attempts(
+    isolated: Isolated, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = isolated("crashy", max_attempts=3, retry_backoff_base=0.1)
+    ctx = WorkerContext.create(s)
+    job_id = _new_job(ctx, seed=3)
+
+    def bug(digest: str) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ctx.store, "get", bug)
+    for attempt in (1, 2):
+        assert run_job(ctx, job_id).name == "retry"
+        row = _row(ctx, job_id)
+        assert row.attempts == attempt and row.transient_retries == 0
+    assert run_job(ctx, job_id).name == "failed"
+    row = _row(ctx, job_id)
+    assert (
+        row.status == "failed" and "gave up after 3 attempts" in row.error and "a bug" in row.error
+    )
     ctx.close()
 
 

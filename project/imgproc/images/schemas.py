@@ -9,9 +9,10 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_SIDE = 10_000
+MAX_OFFSET = 1_000_000
 
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
-Offset = Annotated[int, Field(ge=0, le=1_000_000)]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
 class Operation(StrEnum):

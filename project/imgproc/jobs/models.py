@@ -67,6 +67,10 @@ class Job(Base):
     output_width: Mapped[int | None] = mapped_column(Integer)
     output_height: Mapped[int | None] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Retries after a transient error (database, disk, network): they do not count against
+    # MAX_ATTEMPTS but against a time budget that starts at the first of them.
+    transient_retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retrying_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -95,6 +99,8 @@ class JobRecord:
     output_width: int | None
     output_height: int | None
     attempts: int
+    transient_retries: int
+    retrying_since: datetime | None
     error: str | None
     request_id: str | None
     created_at: datetime
@@ -102,6 +108,11 @@ class JobRecord:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @property
+    def crashes(self) -> int:
+        """Attempts that did not end in a transient error (the ones MAX_ATTEMPTS limits)."""
+        return self.attempts - self.transient_retries
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRecord:

@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import Engine
@@ -115,6 +116,9 @@ class Outcome:
     operation: str = UNKNOWN_OPERATION  # the metric label; unknown when no row was claimed
     retry_in: float | None = None
     reason: FailureReason | None = None  # of a failure
+    # The attempt this worker holds and could not release (the database was down): the retry
+    # message carries it, so the job is taken back at once instead of after its lease.
+    held_attempt: int | None = None
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
@@ -151,37 +155,65 @@ def _fail(ctx: WorkerContext, job: JobRecord, error: str, reason: FailureReason)
 
 
 def _retry_or_fail(ctx: WorkerContext, job: JobRecord, exc: BaseException) -> Outcome:
-    kind = "transient" if isinstance(exc, TRANSIENT_ERRORS) else "unexpected"
+    """Put the job back for another try, or fail it when its budget is spent.
+
+    Transient errors (the infrastructure's) are retried until `transient_retry_budget_seconds`
+    after the first of them; any other error counts as an attempt, limited by `max_attempts`.
+    """
+    transient = isinstance(exc, TRANSIENT_ERRORS)
+    kind = "transient" if transient else "unexpected"
     error = f"{kind} error: {type(exc).__name__}: {(str(exc).strip() or '-').splitlines()[0][:300]}"
     settings = ctx.settings
-    if job.attempts >= settings.max_attempts:
-        reason = f"gave up after {job.attempts} attempts; last {error}"
-        return _fail(ctx, job, reason, FailureReason.ATTEMPTS_EXHAUSTED)
-    delay = backoff_delay(
-        job.attempts, base=settings.retry_backoff_base, cap=settings.retry_backoff_max
+    base, cap = settings.retry_backoff_base, settings.retry_backoff_max
+    if transient:
+        budget = settings.transient_retry_budget_seconds
+        since = job.retrying_since
+        if since is not None and (datetime.now(UTC) - since).total_seconds() > budget:
+            reason = (
+                f"gave up after {budget:g} s of transient errors ({job.transient_retries}"
+                f" retries); last {error}"
+            )
+            return _fail(ctx, job, reason, FailureReason.ATTEMPTS_EXHAUSTED)
+        delay = backoff_delay(job.transient_retries + 1, base=base, cap=cap)
+    else:
+        if job.crashes >= settings.max_attempts:
+            reason = f"gave up after {job.crashes} attempts; last {error}"
+            return _fail(ctx, job, reason, FailureReason.ATTEMPTS_EXHAUSTED)
+        delay = backoff_delay(job.crashes, base=base, cap=cap)
+    release = repo.release_for_retry(
+        job.id, job.attempts, error=error, delay=delay, transient=transient
     )
     try:
         with ctx.engine.begin() as conn:
-            released = repo.record(
-                conn.execute(repo.release_for_retry(job.id, job.attempts, error=error, delay=delay))
-            )
-        if released is not None:
-            publish_status(ctx, released)
+            released = repo.record(conn.execute(release))
     except TRANSIENT_ERRORS:
-        # The database is the trouble: the reconciler re-sends the job once its lease ends.
+        # The database is the trouble: the retry message itself will take the job back.
         log.warning("job_release_failed", exc_info=True)
+        return Outcome(JobOutcome.RETRY, job.operation, retry_in=delay, held_attempt=job.attempts)
+    if released is not None:
+        publish_status(ctx, released)
     log.warning("job_retry", error=error, retry_in=round(delay, 3))
     return Outcome(JobOutcome.RETRY, job.operation, retry_in=delay)
 
 
-def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Outcome:
+def run_job(
+    ctx: WorkerContext,
+    job_id: str,
+    *,
+    redelivered: bool = False,
+    held_attempt: int | None = None,
+    retries: int = 0,
+) -> Outcome:
     """Process job `job_id` at most once per successful claim; never raise for bad images.
 
     `redelivered`: the broker gave this message back because the worker that had it died, so a
     `processing` row is that dead worker's and is taken over at once (see repository.claim).
-    Every message is counted once, here, by its outcome.
+    `held_attempt`: see Outcome. `retries`: how often this message was retried already (the
+    backoff of a claim that failed grows with it). Every message is counted once, here.
     """
-    outcome = _run_job(ctx, job_id, redelivered=redelivered)
+    outcome = _run_job(
+        ctx, job_id, redelivered=redelivered, held_attempt=held_attempt, retries=retries
+    )
     JOBS_PROCESSED.labels(operation=outcome.operation, outcome=outcome.name).inc()
     if outcome.name == JobOutcome.RETRY:
         RETRIES.labels(operation=outcome.operation).inc()
@@ -190,7 +222,9 @@ def run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool = False) -> Ou
     return outcome
 
 
-def _run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool) -> Outcome:
+def _run_job(
+    ctx: WorkerContext, job_id: str, *, redelivered: bool, held_attempt: int | None, retries: int
+) -> Outcome:
     try:
         uid = uuid.UUID(job_id)
     except ValueError:
@@ -199,13 +233,18 @@ def _run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool) -> Outcome:
     settings = ctx.settings
     try:
         job = repo.claim(
-            ctx.db, uid, lease_seconds=settings.processing_timeout_seconds, takeover=redelivered
+            ctx.db,
+            uid,
+            lease_seconds=settings.processing_timeout_seconds,
+            takeover=redelivered,
+            held_attempt=held_attempt,
         )
     except TRANSIENT_ERRORS as exc:
         # Nothing was claimed, so nothing to release: just try this message again later.
-        delay = backoff_delay(1, base=settings.retry_backoff_base, cap=settings.retry_backoff_max)
+        base, cap = settings.retry_backoff_base, settings.retry_backoff_max
+        delay = backoff_delay(retries + 1, base=base, cap=cap)
         log.warning("job_claim_failed", job_id=job_id, error=str(exc), retry_in=round(delay, 3))
-        return Outcome(JobOutcome.RETRY, retry_in=delay)
+        return Outcome(JobOutcome.RETRY, retry_in=delay, held_attempt=held_attempt)
     if job is None:
         # Already finished, or another worker holds a live lease: a redelivery, not work.
         log.info("job_not_claimed", job_id=job_id, redelivered=redelivered)
@@ -227,8 +266,8 @@ def _run_job(ctx: WorkerContext, job_id: str, *, redelivered: bool) -> Outcome:
 def _process_claimed(ctx: WorkerContext, job: JobRecord) -> Outcome:
     settings = ctx.settings
     log.info("job_started")
-    if job.attempts > settings.max_attempts:
-        reason = f"gave up after {job.attempts - 1} attempts: {job.error or 'worker lost'}"
+    if job.crashes > settings.max_attempts:
+        reason = f"gave up after {job.crashes - 1} attempts: {job.error or 'worker lost'}"
         return _fail(ctx, job, reason, FailureReason.WORKER_LOST)
     started = time.perf_counter()
     try:

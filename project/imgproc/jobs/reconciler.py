@@ -32,7 +32,8 @@ def reconcile(ctx: WorkerContext, send: Callable[[str], None]) -> dict[str, int]
         ).all()
     counts = {"requeued": 0, "failed": 0}
     for job in stuck:
-        if job.status == JobStatus.PROCESSING and job.attempts >= settings.max_attempts:
+        crashes = job.attempts - job.transient_retries
+        if job.status == JobStatus.PROCESSING and crashes >= settings.max_attempts:
             error = f"the worker was lost {job.attempts} times while processing it"
             with ctx.engine.begin() as conn:
                 failed = repo.record(conn.execute(repo.mark_failed(job.id, None, error=error)))

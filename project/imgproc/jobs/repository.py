@@ -81,11 +81,16 @@ def select_job_using_blob(digest: str) -> Select[Any]:
 
 CLAIM_SQL = """
 UPDATE imgproc_jobs
-   SET status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now()
+   SET status = 'processing', attempts = attempts + 1, started_at = now(), updated_at = now(),
+       -- taken back by the holder's own retry: its attempt ended in an unrecorded transient error
+       transient_retries = transient_retries + (attempts = %(held)s)::int,
+       retrying_since = CASE WHEN attempts = %(held)s THEN coalesce(retrying_since, now())
+                             ELSE retrying_since END
  WHERE id = %(job_id)s
    AND (status = 'queued'
         OR (status = 'processing'
-            AND (%(takeover)s OR started_at < now() - make_interval(secs => %(lease)s))))
+            AND (%(takeover)s OR started_at < now() - make_interval(secs => %(lease)s)
+                 OR attempts = %(held)s)))
 RETURNING *
 """
 
@@ -108,15 +113,28 @@ SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
 
 
 def claim(
-    db: DriverConnection, job_id: uuid.UUID, *, lease_seconds: float, takeover: bool = False
+    db: DriverConnection,
+    job_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+    takeover: bool = False,
+    held_attempt: int | None = None,
 ) -> JobRecord | None:
     """queued -> processing; the claimed row, or None if the job is not this worker's to run.
 
     A processing job is taken over when its lease ran out, or at once with `takeover` (the
     broker redelivered the message because the worker that held it died). `attempts` goes up
     either way, so the old holder, should it still be alive, can no longer finish the job.
+
+    `held_attempt`: this message was sent by the worker that held that attempt and could not
+    put the job back to `queued` (the database was down): it may take the job back at once.
     """
-    params = {"job_id": job_id, "lease": float(lease_seconds), "takeover": takeover}
+    params = {
+        "job_id": job_id,
+        "lease": float(lease_seconds),
+        "takeover": takeover,
+        "held": -1 if held_attempt is None else held_attempt,
+    }
     return _record(db.fetch_one(CLAIM_SQL, params))
 
 
@@ -164,19 +182,24 @@ def mark_failed(job_id: uuid.UUID, attempt: int | None, *, error: str) -> Execut
     )
 
 
-def release_for_retry(job_id: uuid.UUID, attempt: int, *, error: str, delay: float) -> Executable:
-    """processing -> queued after a transient error; the reconciler waits out the backoff."""
-    return (
-        update(jobs)
-        .where(_owned(job_id, attempt))
-        .values(
-            status=JobStatus.QUEUED,
-            error=error,
-            updated_at=func.now(),
-            enqueued_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay),
-        )
-        .returning(*jobs.c)
-    )
+def release_for_retry(
+    job_id: uuid.UUID, attempt: int, *, error: str, delay: float, transient: bool
+) -> Executable:
+    """processing -> queued for another try; the reconciler waits out the backoff.
+
+    `transient`: the error was the infrastructure's (counted in `transient_retries`, and the
+    time budget starts at the first one), not the job's.
+    """
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED,
+        "error": error,
+        "updated_at": func.now(),
+        "enqueued_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, delay),
+    }
+    if transient:
+        values["transient_retries"] = jobs.c.transient_retries + 1
+        values["retrying_since"] = func.coalesce(jobs.c.retrying_since, func.now())
+    return update(jobs).where(_owned(job_id, attempt)).values(**values).returning(*jobs.c)
 
 
 def requeue_lost_result(job_id: uuid.UUID) -> Executable:
@@ -222,5 +245,7 @@ def take_stuck(*, queued_timeout: float, processing_timeout: float, limit: int) 
         update(jobs)
         .where(jobs.c.id.in_(stuck))
         .values(enqueued_at=func.now())
-        .returning(jobs.c.id, jobs.c.status, jobs.c.attempts, jobs.c.error)
+        .returning(
+            jobs.c.id, jobs.c.status, jobs.c.attempts, jobs.c.transient_retries, jobs.c.error
+        )
     )

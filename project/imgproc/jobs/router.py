@@ -22,6 +22,8 @@ from imgproc.deps import (
 from imgproc.errors import validation_summary
 from imgproc.images.exceptions import ParameterError, UploadTooLarge
 from imgproc.images.schemas import (
+    MAX_OFFSET,
+    MAX_SIDE,
     CropParams,
     GrayscaleParams,
     Operation,
@@ -34,10 +36,57 @@ from imgproc.jobs.schemas import ErrorResponse, SubmitResponse, TaskStatus
 
 router = APIRouter(tags=["jobs"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 410, 413, 415, 422)
+_DESCRIPTIONS = {
+    400: "the multipart body could not be parsed",
+    404: "no task with this id",
+    409: "the task is not done yet; poll its status",
+    410: "the task failed; its status says why",
+    413: "the upload is larger than MAX_UPLOAD_BYTES",
+    415: "the upload is not a JPEG, PNG or WebP image",
+    422: "a broken or too large image, or parameters that do not fit it",
+    500: "the task is done but its result file is gone and could not be re-run",
+    503: "a backing service (database, disk, broker) cannot serve now; retry after Retry-After",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer (one JSON shape for all)."""
+    return {
+        code: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[code],
+            **({"headers": _RETRY_AFTER} if code == 503 else {}),
+        }
+        for code in codes
+    }
+
+
+# What a client does next with the `task_id` (OpenAPI links; schemathesis follows them).
+_NEXT = {
+    "status": {
+        "operationId": "task_status_task_status__task_id__get",
+        "parameters": {"task_id": "$response.body#/task_id"},
+    },
+    "result": {
+        "operationId": "task_result_result__task_id__get",
+        "parameters": {"task_id": "$response.body#/task_id"},
+    },
+}
+_SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": SubmitResponse,
+        "description": "an identical earlier request's task",
+        "links": _NEXT,
+    },
+    202: {"description": "accepted: the task is queued", "links": _NEXT},
+    **_errors(400, 413, 415, 422, 503),
 }
 UploadDep = Annotated[UploadFile, File(description="a JPEG, PNG or WebP image")]
+# The bounds the parameter models enforce (images/schemas.py), shown in the schema; values
+# outside them get the API's own 422 `invalid_parameters` answer.
+_SIDE = {"minimum": 1, "maximum": MAX_SIDE}
+_OFFSET = {"minimum": 0, "maximum": MAX_OFFSET}
 
 
 def _params(model: type[BaseModel], **fields: Any) -> OperationParams:
@@ -107,21 +156,25 @@ async def _submit(
     )
 
 
-@router.post("/crop", status_code=202, responses=_ERRORS)
+@router.post("/crop", status_code=202, responses=_SUBMIT_RESPONSES)
 async def crop(
     ctx: SubmissionDep,
     file: UploadDep,
-    left: Annotated[int, Form(description="x of the left edge, upright image")],
-    top: Annotated[int, Form(description="y of the top edge, upright image")],
-    width: Annotated[int, Form(description="box width, 1..10000")],
-    height: Annotated[int, Form(description="box height, 1..10000")],
+    left: Annotated[
+        int, Form(description="x of the left edge, upright image", json_schema_extra=_OFFSET)
+    ],
+    top: Annotated[
+        int, Form(description="y of the top edge, upright image", json_schema_extra=_OFFSET)
+    ],
+    width: Annotated[int, Form(description="box width", json_schema_extra=_SIDE)],
+    height: Annotated[int, Form(description="box height", json_schema_extra=_SIDE)],
 ) -> SubmitResponse:
     """Cut a box out of the image (the box must lie inside it)."""
     params = _params(CropParams, left=left, top=top, width=width, height=height)
     return await _submit(ctx, Operation.CROP, params, file)
 
 
-@router.post("/grayscale", status_code=202, responses=_ERRORS)
+@router.post("/grayscale", status_code=202, responses=_SUBMIT_RESPONSES)
 async def grayscale(
     ctx: SubmissionDep,
     file: UploadDep,
@@ -131,12 +184,17 @@ async def grayscale(
     return await _submit(ctx, Operation.GRAYSCALE, params, file)
 
 
-@router.post("/resize", status_code=202, responses=_ERRORS)
+@router.post("/resize", status_code=202, responses=_SUBMIT_RESPONSES)
 async def resize(
     ctx: SubmissionDep,
     file: UploadDep,
-    width: Annotated[int | None, Form(description="target width, 1..10000")] = None,
-    height: Annotated[int | None, Form(description="target height, 1..10000")] = None,
+    width: Annotated[
+        int | None,
+        Form(description="target width (width, height or both)", json_schema_extra=_SIDE),
+    ] = None,
+    height: Annotated[
+        int | None, Form(description="target height", json_schema_extra=_SIDE)
+    ] = None,
     keep_aspect: Annotated[bool, Form(description="fit inside width x height")] = True,
     filter: Annotated[ResampleFilter, Form(description="resampling filter")] = (
         ResampleFilter.LANCZOS
@@ -149,7 +207,7 @@ async def resize(
     return await _submit(ctx, Operation.RESIZE, params, file)
 
 
-@router.get("/task-status/{task_id}", name="task_status", responses=_ERRORS)
+@router.get("/task-status/{task_id}", name="task_status", responses=_errors(404, 422, 503))
 async def task_status(session: SessionDep, cache: CacheDep, task_id: uuid.UUID) -> TaskStatus:
     """Status, operation, parameters, timestamps, attempts and the error of a failed job."""
     return await service.get_status(session=session, cache=cache, job_id=task_id)
@@ -159,7 +217,10 @@ async def task_status(session: SessionDep, cache: CacheDep, task_id: uuid.UUID) 
     "/result/{task_id}",
     name="task_result",
     response_class=FileResponse,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}, **_ERRORS},
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        **_errors(404, 409, 410, 422, 500, 503),
+    },
 )
 async def task_result(
     session: SessionDep, cache: CacheDep, store: StoreDep, queue: QueueDep, task_id: uuid.UUID

@@ -28,6 +28,11 @@ class TaskStatus(BaseModel):
     operation: str
     params: dict[str, Any]
     attempts: int = Field(description="how many times a worker started this job")
+    transient_retries: int = Field(
+        default=0,
+        description="how many of those attempts ended in a transient error (database, disk)"
+        " and were retried",
+    )
     error: str | None = Field(description="why the job failed (or the last transient error)")
     created_at: datetime
     updated_at: datetime
@@ -62,6 +67,7 @@ class TaskStatus(BaseModel):
             operation=job.operation,
             params=job.params,
             attempts=job.attempts,
+            transient_retries=job.transient_retries,
             error=job.error,
             created_at=job.created_at,
             updated_at=job.updated_at,

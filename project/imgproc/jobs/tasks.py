@@ -22,13 +22,20 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     queue = JobQueue(app, settings.celery_queue)
 
     @app.task(name=PROCESS_TASK, bind=True, max_retries=None)
-    def process_job(self: Task[Any, Any], job_id: str) -> str:
+    def process_job(self: Task[Any, Any], job_id: str, held_attempt: int | None = None) -> str:
         # kombu marks a message it gave back (its worker died holding it) as redelivered.
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        outcome = run_job(context_for(settings), job_id, redelivered=redelivered)
+        outcome = run_job(
+            context_for(settings),
+            job_id,
+            redelivered=redelivered,
+            held_attempt=held_attempt,
+            retries=self.request.retries,
+        )
         if outcome.retry_in is not None:
             # A new message with a countdown; this one is acked. attempts live in PostgreSQL.
-            raise self.retry(countdown=outcome.retry_in)
+            held = {} if outcome.held_attempt is None else {"held_attempt": outcome.held_attempt}
+            raise self.retry(countdown=outcome.retry_in, kwargs=held)
         return outcome.name
 
     @app.task(name=RECONCILE_TASK)

@@ -12,6 +12,7 @@ process remembers the directories it has seen, so a write makes no mkdir call at
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -108,6 +109,22 @@ class ContentStore:
             for directory in self.root.glob("??"):
                 _fsync_dir(directory)
         return moved
+
+    def check_writable(self, min_free_bytes: int) -> None:
+        """Raise OSError unless a file can be written here and `min_free_bytes` are free."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+        stats = os.statvfs(self.root)
+        free = stats.f_bavail * stats.f_frsize
+        if free < min_free_bytes:
+            raise OSError(
+                errno.ENOSPC, f"{free} bytes free, less than one upload ({min_free_bytes} bytes)"
+            )
 
     def has(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
