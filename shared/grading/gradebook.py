@@ -48,6 +48,7 @@ class LabGrade:
     note: str = ""
     tests_differ: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: float = 0.0
 
 
 def find_impl(lab_folder: Path) -> Path | None:
@@ -86,7 +87,7 @@ def grade_one(student_dir: Path, lab: Path, timeout: float) -> LabGrade:
         grade.max_score = _max_score(lab)
         return grade
     graded = grade_impl(lab, impl, timeout=timeout)
-    grade.seconds = graded.seconds
+    grade.seconds, grade.cpu = graded.seconds, graded.cpu
     if graded.data is not None:
         grade.score, grade.max_score = graded.data["score"], graded.data["max_score"]
         grade.tests = graded.tests
@@ -242,10 +243,12 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[yellow]note[/]: {g.student}/{g.lab}: {g.note}")
     for lab in labs:
         times = sorted(g.seconds for g in grades if g.lab == lab.name and g.seconds)
+        cpu = sorted(g.cpu for g in grades if g.lab == lab.name and g.cpu)
         if times:
             console.print(
                 f"time to grade one {lab.name} submission: median {times[len(times) // 2]:.0f}s, "
                 f"slowest {times[-1]:.0f}s"
+                + (f" (CPU median {cpu[len(cpu) // 2]:.0f}s)" if cpu else "")
             )
     minutes = (time.monotonic() - started) / 60
     console.print(

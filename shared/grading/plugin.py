@@ -23,6 +23,7 @@ import csv
 import datetime as dt
 import json
 import os
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +169,18 @@ def collect_results(state: GradingState, impl: str | None) -> RunResult:
         impl=impl,
         tests=tests,
         execution_time=time.monotonic() - state.started,
+        cpu_time=_cpu_seconds(),
         tests_path=_short(state.lab_dir) if state.lab_dir else None,
     )
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this run and the processes it started and waited for (servers, alembic)."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _impl_label(config: pytest.Config, state: GradingState) -> str | None:
@@ -190,6 +201,9 @@ def _short(path: Path) -> str:
         return str(path)
 
 
+# trylast: after the session's fixtures are torn down, so the servers they started have
+# exited and their CPU time is counted.
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash[_STATE]

@@ -80,6 +80,9 @@ class RunResult:
     impl: str | None
     tests: list[GradedTest] = field(default_factory=list)
     execution_time: float = 0.0
+    # CPU seconds of the grading run and its child processes (less sensitive to a busy
+    # machine than execution_time, the wall-clock time).
+    cpu_time: float = 0.0
     # The lab's tests folder as the student types it (for the "traceback" command).
     tests_path: str | None = None
 
@@ -134,11 +137,11 @@ class RunResult:
             "stdout_visibility": "hidden",
             "tests": tests,
         }
+        extra: dict[str, Any] = {"cpu_time": round(self.cpu_time, 2)}
         if self.left_out:
-            result["extra_data"] = {
-                "points_left_out": self.left_out,
-                "not_gradable": [t.nodeid for t in self.not_gradable],
-            }
+            extra["points_left_out"] = self.left_out
+            extra["not_gradable"] = [t.nodeid for t in self.not_gradable]
+        result["extra_data"] = extra
         return result
 
     def table_lines(self, width: int = WIDTH) -> list[str]:

@@ -30,6 +30,11 @@ class Graded:
     note: str = ""
     tests: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def cpu(self) -> float:
+        """CPU seconds of the run and its children, as the harness measured them (0: unknown)."""
+        return float((self.data or {}).get("extra_data", {}).get("cpu_time", 0.0))
+
     def tail(self, lines: int = 15) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 

@@ -60,6 +60,7 @@ class Outcome:
     seconds: float
     problems: list[str]
     summary: str
+    cpu: float = 0.0
 
 
 def is_release(root: Path = REPO_ROOT) -> bool:
@@ -117,7 +118,7 @@ def run_check(check: Check) -> Outcome:
             f"({len(own)} tests); regression {sum(t['score'] for t in regression):g}/"
             f"{sum(t['max_score'] for t in regression):g}"
         )
-    return Outcome(check, not problems, graded.seconds, problems, summary)
+    return Outcome(check, not problems, graded.seconds, problems, summary, graded.cpu)
 
 
 def _rel(path: Path) -> str:
@@ -133,7 +134,8 @@ def check_lines(outcomes: list[Outcome]) -> list[str]:
         want = {True: "all pass", False: "all fail", None: "graded"}[out.check.expect_pass]
         mark = "ok  " if out.ok else "FAIL"
         impl = _rel(out.check.impl)
-        lines.append(f"{mark} {impl:<34} expect {want:<8} {out.summary:<36} {out.seconds:5.1f}s")
+        took = f"{out.seconds:.0f}s" + (f" cpu {out.cpu:.0f}s" if out.cpu else "")
+        lines.append(f"{mark} {impl:<30} expect {want:<8} {out.summary:<34} {took:>13}")
         for problem in out.problems:
             first, *rest = problem.splitlines() or [""]
             lines += textwrap.wrap(first, WIDTH, initial_indent="       - ",
