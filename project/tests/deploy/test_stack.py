@@ -114,9 +114,9 @@ def _engine_env() -> dict[str, str]:
         check=True,
     ).stdout
     env = dict(item.split("=", 1) for item in printed.split("\0") if "=" in item)
-    if _podman("image", "exists", PINNED_PYTHON).returncode != 0:
-        tagged = _podman("tag", STANDIN_PYTHON, PINNED_PYTHON)
-        assert tagged.returncode == 0, f"could not tag the python stand-in: {tagged.stderr}"
+    # Always re-tagged, so the pinned name follows the stand-in when setup.sh rebuilds it.
+    tagged = _podman("tag", STANDIN_PYTHON, PINNED_PYTHON)
+    assert tagged.returncode == 0, f"could not tag the python stand-in: {tagged.stderr}"
     return env
 
 
