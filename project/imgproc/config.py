@@ -9,7 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from limits import parse as parse_rate
+from pydantic import Field, field_validator
 
 from shared.settings import ServiceSettings
 
@@ -21,6 +22,15 @@ class Settings(ServiceSettings):
     """Everything the service can be told from outside; defaults suit a laptop."""
 
     data_dir: Path = Field(default=VAR_DIR / "data", description="content-addressed files")
+    # Where blobs live: `file:///path` or `s3://bucket/prefix` (unset: the file store in
+    # DATA_DIR). The S3 client reads the S3_* fields below, else boto3's usual chain.
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = Field(default=None, description="MinIO etc.; unset: AWS")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    # MinIO and most S3-compatible servers want path-style URLs (http://host/bucket/key).
+    s3_path_style: bool = True
     # imgproxy's defaults: 16.8 megapixels and a 20 MB upload.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=16_800_000, ge=1)
@@ -56,6 +66,18 @@ class Settings(ServiceSettings):
     final_ttl_seconds: int = Field(default=3600, ge=1, description="TTL of done/failed entries")
 
     db_pool_size: int = Field(default=10, ge=1)
+
+    # Protection under overload (imgproc/overload/). Rate limits per client (the X-API-Key
+    # header, else the address), in the `limits` notation ("60/minute", "5 per 10 seconds");
+    # empty: off. RATE_LIMIT covers the uploads, READ_RATE_LIMIT status and result.
+    rate_limit: str = ""
+    read_rate_limit: str = ""
+    # Load shedding: new uploads get 503 while more jobs than this wait (0: off) or while the
+    # oldest queued job is older than this (0: off). Read at most once per interval per process.
+    max_queued_jobs: int = Field(default=5000, ge=0)
+    max_queued_age_seconds: float = Field(default=0.0, ge=0)
+    load_check_interval_seconds: float = Field(default=1.0, gt=0)
+    shed_retry_after_seconds: int = Field(default=10, ge=1)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
     prometheus_multiproc_dir: Path | None = None
@@ -72,6 +94,24 @@ class Settings(ServiceSettings):
     @property
     def effective_cache_url(self) -> str:
         return self.cache_url or self.redis_url
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or self.data_dir.resolve().as_uri()
+
+    @field_validator("rate_limit", "read_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value.strip():
+            parse_rate(value)  # ValueError names the notation it expects
+        return value.strip()
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("file:///", "s3://")):
+            raise ValueError(f"STORAGE_URL must be file:///path or s3://bucket/prefix: {value!r}")
+        return value or None
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,9 @@ from imgproc.jobs.status_cache import StatusCache
 from imgproc.logging import configure_logging
 from imgproc.metrics.api import ApiMetrics, instrument
 from imgproc.middleware import RequestContextMiddleware, UploadLimitMiddleware
+from imgproc.overload.middleware import Admission, AdmissionMiddleware
+from imgproc.overload.ratelimit import RateLimiter, Rule
+from imgproc.overload.shedding import Bounds, LoadGauge
 from imgproc.storage.service import ContentStore
 from imgproc.unavailable import ROOTS as UNAVAILABLE_ROOTS
 from imgproc.unavailable import is_unavailable
@@ -150,6 +153,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount("/ui", StaticFiles(directory=settings.frontend_dir, html=True), name="ui")
     _install_error_handlers(app)
     _document_body_rules(app)
+    admission = Admission(
+        # The cache's Redis (and its connection pool): rate limits are as expendable as the
+        # cache, and fail open the same way.
+        limiter=RateLimiter(cache_client.client, prefix=settings.redis_prefix),
+        upload_rule=Rule.parse("upload", settings.rate_limit),
+        read_rule=Rule.parse("read", settings.read_rate_limit),
+        gauge=LoadGauge(engine, interval=settings.load_check_interval_seconds),
+        bounds=Bounds(settings.max_queued_jobs, settings.max_queued_age_seconds),
+        shed_retry_after=settings.shed_retry_after_seconds,
+        upload_paths=UPLOAD_PATHS,
+    )
+    # Before `instrument` so that it runs inside the HTTP metrics: refusals are counted there.
+    app.add_middleware(AdmissionMiddleware, admission=admission, metrics=metrics)
     instrument(app, registry)
     app.add_middleware(
         UploadLimitMiddleware,

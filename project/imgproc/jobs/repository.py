@@ -112,6 +112,16 @@ SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)
 """
 
 
+def queue_load() -> Select[int, int]:
+    """How many jobs are queued, and seconds since the oldest of them was submitted (0: none).
+
+    The API's load shedding reads this once a second (overload/shedding.py); the queued rows
+    are found through the reconciler's partial index, and shedding itself keeps them few.
+    """
+    age = func.extract("epoch", func.now() - func.min(jobs.c.created_at))
+    return select(func.count(), func.coalesce(age, 0)).where(jobs.c.status == JobStatus.QUEUED)
+
+
 def claim(
     db: DriverConnection,
     job_id: uuid.UUID,

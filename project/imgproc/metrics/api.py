@@ -29,6 +29,32 @@ class ApiMetrics:
             "Jobs saved but not sent to the broker (the reconciler will send them).",
             registry=registry,
         )
+        # Protection under overload (overload/): series exist from the start, at 0.
+        self.rate_limited = Counter(
+            "imgproc_rate_limited_total",
+            "Requests refused with 429 by the per-client rate limit, by rule (upload, read).",
+            ["rule"],
+            registry=registry,
+        )
+        self.shed = Counter(
+            "imgproc_load_shed_total",
+            "Uploads refused with 503 because the queue was too long or too old, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.unchecked = Counter(
+            "imgproc_admission_unchecked_total",
+            "Requests let through without a check because Redis (rate_limit) or PostgreSQL"
+            " (load) could not be asked: the checks fail open.",
+            ["check"],
+            registry=registry,
+        )
+        for rule in ("upload", "read"):
+            self.rate_limited.labels(rule=rule)
+        for reason in ("queue_depth", "queue_age"):
+            self.shed.labels(reason=reason)
+        for check in ("rate_limit", "load"):
+            self.unchecked.labels(check=check)
 
     def observe_cache(self, cache: str, result: str) -> None:
         self.cache_requests.labels(cache=cache, result=result).inc()

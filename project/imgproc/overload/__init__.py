@@ -1,0 +1,1 @@
+"""Protection under overload: per-client rate limits and load shedding (see middleware.py)."""
