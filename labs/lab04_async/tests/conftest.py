@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from labs.lab04_async.tests.pricing_control import PricingControl
 from shared.testing.http import not_gradable
+from shared.testing.pricing import PricingControl
 from shared.testing.seed import seed_items
 from shared.testing.server import AppServer, migrate_impl
 

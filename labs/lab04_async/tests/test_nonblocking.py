@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from labs.lab01_rest.tests.test_items_contract import create_item, show
-from labs.lab04_async.tests.pricing_control import PricingControl
+from shared.testing.pricing import PricingControl
 
 TASK_ASYNC = "1. Nothing blocks the event loop"
 

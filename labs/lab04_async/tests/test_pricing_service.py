@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from labs.lab04_async.tests.pricing_control import PricingControl
+from shared.testing.pricing import PricingControl
 
 
 def new_id() -> int:

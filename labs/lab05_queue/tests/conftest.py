@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from labs.lab04_async.tests.pricing_control import PricingControl
 from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit
 from shared.testing.http import not_gradable
+from shared.testing.pricing import PricingControl
 from shared.testing.seed import seed_items
 from shared.testing.server import REPO_ROOT, AppServer, migrate_impl
 from shared.testing.tcp_proxy import TcpProxy
