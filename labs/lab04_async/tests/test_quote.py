@@ -46,6 +46,9 @@ TUNED = {
     "PRICING_ATTEMPTS": str(TUNED_ATTEMPTS),
     "PRICING_BACKOFF": str(TUNED_BACKOFF),
     "PRICING_TIMEOUT": "1.5",
+    # The solution spreads its connections over 64 pools for the bench (see the handout);
+    # with one pool, reusing them shows within a few requests. Other apps ignore it.
+    "PRICING_POOLS": "1",
 }
 
 
@@ -220,16 +223,14 @@ def test_quote_keeps_its_connections_to_pricing_open(
     pricing.scenario(item["id"])
     url = f"/items/{item['id']}/quote"
     with httpx.Client(base_url=tuned.server.base_url, timeout=10) as http:
-        # Warm up: a client may open one connection in each of its pools before it reuses
-        # them (the solution keeps 64 small pools: 33 quotes make 66 calls).
-        for _ in range(33):
+        for _ in range(3):  # the first calls open the connections a client keeps
             assert http.get(url).status_code == 200, f"GET {url} must answer 200"
         before = tuned.proxy.connections
-        for _ in range(15):
+        for _ in range(10):
             assert http.get(url).status_code == 200, f"GET {url} must answer 200"
     opened = tuned.proxy.connections - before
-    assert opened <= 7, (
-        f"15 more quotes (30 calls to the pricing service) opened {opened} new connections: "
+    assert opened <= 5, (
+        f"10 more quotes (20 calls to the pricing service) opened {opened} new connections: "
         "use the one pricing client the app opens at start-up (PricingDep), whose pool keeps "
         "connections open between requests, not a new httpx.AsyncClient per request or call"
     )
