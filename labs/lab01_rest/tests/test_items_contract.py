@@ -1,11 +1,8 @@
 """Lab 1 contract tests: the in-memory items API, graded black-box over HTTP.
 
-Later labs re-run this contract on their own implementation:
-
-    from labs.lab01_rest.tests.test_items_contract import *  # noqa: F403
-
-so the helpers live in this module, and the tests use only the grading plugin's fixtures
-(`client`, an httpx.Client on the server under test). The server is shared by the whole run
+Later labs re-run this contract on their own implementation (it is lab 1's CONTRACT in
+`tests/conftest.py`; a later lab lists lab01_rest in its REGRESSION), so the tests use only
+the shared fixtures (`client`, an httpx.Client on the server under test). The server is shared by the whole run
 and keeps its data, so no test assumes an empty store: each creates its own items with unique
 names and compares counts before and after.
 """

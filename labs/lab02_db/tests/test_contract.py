@@ -1,9 +1,8 @@
 """Lab 2 contract tests: items live in PostgreSQL; the list filters, sorts and refuses dupes.
 
 Black-box over HTTP, plus a direct look into the database (the `db` fixture) where the lesson
-is the database itself. Later labs re-run this module on their implementation:
-
-    from labs.lab02_db.tests.test_contract import *  # noqa: F403
+is the database itself. Later labs re-run this module on their implementation (it is lab 2's
+CONTRACT in `tests/conftest.py`, see `shared/testing/regression.py`).
 
 The server keeps its data for the whole run (and other tests add items), so each test makes
 its own items with a unique marker in their names or category and filters on it.
