@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from devtools.faults import Faults
 from imgproc.config import VAR_DIR, Settings
-from imgproc.migrate import migrate_storage, upgrade
+from imgproc.migrate import prepare_storage, upgrade
 from shared.services import ServiceUnavailable, ensure_database, require
 from shared.settings import ServiceSettings
 from shared.testing.process import Child, StartError, free_port, http_ok, running, wait_for
@@ -226,7 +226,7 @@ def service_stack(
         settings = settings.model_copy(update={"prometheus_multiproc_dir": VAR_DIR / "prometheus"})
     ensure_database(settings.database_url)
     upgrade(settings.database_url)
-    migrate_storage(settings.data_dir)
+    prepare_storage(settings)
     logs.mkdir(parents=True, exist_ok=True)
     children: list[Child] = []
     try:

@@ -18,7 +18,7 @@ from imgproc.config import Settings
 from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.status_cache import StatusCache
 from imgproc.metrics.api import ApiMetrics
-from imgproc.storage.service import ContentStore
+from imgproc.storage.backend import BlobStore
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     cache: StatusCache
-    store: ContentStore
+    store: BlobStore
     queue: JobQueue
     metrics: ApiMetrics
 
@@ -65,7 +65,7 @@ def get_cache(request: Request) -> StatusCache:
     return _resources(request).cache
 
 
-def get_store(request: Request) -> ContentStore:
+def get_store(request: Request) -> BlobStore:
     return _resources(request).store
 
 
@@ -85,7 +85,7 @@ def get_request_id(request: Request) -> str | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 CacheDep = Annotated[StatusCache, Depends(get_cache)]
-StoreDep = Annotated[ContentStore, Depends(get_store)]
+StoreDep = Annotated[BlobStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]

@@ -30,7 +30,7 @@ from imgproc.middleware import RequestContextMiddleware, UploadLimitMiddleware
 from imgproc.overload.middleware import Admission, AdmissionMiddleware
 from imgproc.overload.ratelimit import RateLimiter, Rule
 from imgproc.overload.shedding import Bounds, LoadGauge
-from imgproc.storage.service import ContentStore
+from imgproc.storage.backend import open_store
 from imgproc.unavailable import ROOTS as UNAVAILABLE_ROOTS
 from imgproc.unavailable import is_unavailable
 
@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine=engine,
         sessions=make_sessionmaker(engine),
         cache=StatusCache(cache_client, settings),
-        store=ContentStore(settings.data_dir, fsync=settings.storage_fsync),
+        store=open_store(settings, fsync=settings.storage_fsync),
         queue=JobQueue.from_settings(settings),
         metrics=metrics,
     )

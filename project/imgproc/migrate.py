@@ -10,6 +10,7 @@ from alembic.config import Config
 from tenacity import retry, stop_after_attempt, wait_fixed
 
 from imgproc.config import Settings
+from imgproc.storage.backend import open_store
 from imgproc.storage.service import ContentStore
 from shared.services import check_postgres
 
@@ -39,10 +40,16 @@ def migrate_storage(data_dir: Path) -> int:
     return ContentStore(data_dir).migrate_layout()
 
 
+def prepare_storage(settings: Settings) -> int:
+    """Bring the configured store (STORAGE_URL) to the current layout: the file store's
+    directories, or the S3 bucket created if missing; return the files moved."""
+    return open_store(settings, fsync=True).prepare()
+
+
 def main() -> None:
     settings = Settings()
     upgrade(settings.database_url)
-    migrate_storage(settings.data_dir)
+    prepare_storage(settings)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def _on_worker_init(**_: Any) -> None:
     structlog.get_logger(__name__).info(
         "worker_ready",
         queue=settings.celery_queue,
-        data_dir=str(settings.data_dir),
+        storage=settings.effective_storage_url,
         keeps_image_memory=KEEPS_IMAGE_MEMORY,
     )
 

@@ -36,7 +36,7 @@ from imgproc.metrics.worker import (
     FailureReason,
     JobOutcome,
 )
-from imgproc.storage.service import ContentStore
+from imgproc.storage.backend import BlobStore, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class WorkerContext:
     settings: Settings
     engine: Engine  # SQLAlchemy, for the rare statements (failures, retries, reconciler)
     db: DriverConnection  # plain psycopg, for the per-job claim and done
-    store: ContentStore
+    store: BlobStore
     # Status writes are sent without waiting for Redis's reply (see SyncCache): no round trip on
     # the job's path, and no second thread to compete with Pillow for the GIL.
     cache: SyncCache
@@ -77,7 +77,7 @@ class WorkerContext:
             db=DriverConnection(settings.database_url),
             # Outputs are not fsynced: they can be recomputed from the (fsynced) input, and the
             # API does exactly that if a crash ever loses one (see jobs.service.get_result).
-            store=ContentStore(settings.data_dir, fsync=False),
+            store=open_store(settings, fsync=False),
             cache=SyncCache(settings.effective_cache_url, timeout=settings.cache_socket_timeout),
             keys=StatusKeys(settings.redis_prefix),
             encode=EncodeOptions(

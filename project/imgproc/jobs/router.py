@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool
 
 from imgproc.deps import (
     CacheDep,
@@ -224,16 +226,29 @@ async def task_status(session: SessionDep, cache: CacheDep, task_id: uuid.UUID) 
 )
 async def task_result(
     session: SessionDep, cache: CacheDep, store: StoreDep, queue: QueueDep, task_id: uuid.UUID
-) -> FileResponse:
+) -> Response:
     """The processed image: 409 while it is not ready, 410 if the job failed."""
     result = await service.get_result(
         session=session, cache=cache, store=store, queue=queue, job_id=task_id
     )
+    # A task's result never changes once it exists.
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"}
+    if result.stream is not None:
+        # From the object store, chunk by chunk through a thread (boto3 reads block).
+        stream = result.stream
+        headers["Content-Length"] = str(stream.size)
+        headers["Content-Disposition"] = f'inline; filename="{result.filename}"'
+        return StreamingResponse(
+            iterate_in_threadpool(stream.chunks),
+            media_type=result.media_type,
+            headers=headers,
+            background=BackgroundTask(stream.close),
+        )
+    assert result.path is not None
     return FileResponse(
         result.path,
         media_type=result.media_type,
         filename=result.filename,
         content_disposition_type="inline",
-        # A task's result never changes once it exists.
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        headers=headers,
     )

@@ -33,7 +33,8 @@ from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.schemas import TaskStatus
 from imgproc.jobs.status_cache import StatusCache
 from imgproc.metrics.api import ApiMetrics
-from imgproc.storage.service import ContentStore, sha256_hex
+from imgproc.storage.backend import BlobStore, BlobStream
+from imgproc.storage.service import sha256_hex
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,7 @@ async def find_twin(*, session: AsyncSession, cache: StatusCache, key: str) -> T
 async def record_job(
     *,
     session: AsyncSession,
-    store: ContentStore,
+    store: BlobStore,
     upload: Upload,
     operation: Operation,
     params: OperationParams,
@@ -156,7 +157,7 @@ async def submit_job(
     *,
     session: AsyncSession,
     cache: StatusCache,
-    store: ContentStore,
+    store: BlobStore,
     queue: JobQueue,
     metrics: ApiMetrics,
     settings: Settings,
@@ -186,7 +187,7 @@ async def submit_job(
 
 
 async def insert_using_blob(
-    *, session: AsyncSession, store: ContentStore, values: dict[str, Any], data: bytes
+    *, session: AsyncSession, store: BlobStore, values: dict[str, Any], data: bytes
 ) -> JobRecord | None:
     """INSERT the job row (or None on a live twin), its input blob guaranteed to be there.
 
@@ -197,12 +198,17 @@ async def insert_using_blob(
     digest = values["input_sha256"]
     await session.execute(repo.lock_blob(digest, shared=True))
     # A stat of a local file: cheaper inline than a thread hop while holding a connection.
-    if not store.has(digest):
+    # An object store's HEAD is a network round trip: a thread, not the event loop.
+    if store.local_path(digest) is not None:
+        present = store.has(digest)
+    else:
+        present = await anyio.to_thread.run_sync(store.has, digest)
+    if not present:
         await anyio.to_thread.run_sync(store.put, data, digest)
     return repo.record(await session.execute(repo.insert_job(values)))
 
 
-async def forget_unreferenced(*, session: AsyncSession, store: ContentStore, digest: str) -> None:
+async def forget_unreferenced(*, session: AsyncSession, store: BlobStore, digest: str) -> None:
     """Delete a blob this request wrote if no row points at it (nothing half-written stays)."""
     used: Any = None
     try:
@@ -243,16 +249,19 @@ async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: uuid.
 
 @dataclass(frozen=True)
 class ResultFile:
-    path: Path
+    """A result to send: a local file (`path`), or an open object-store stream (`stream`)."""
+
     media_type: str
     filename: str
+    path: Path | None = None
+    stream: BlobStream | None = None
 
 
 async def get_result(
     *,
     session: AsyncSession,
     cache: StatusCache,
-    store: ContentStore,
+    store: BlobStore,
     queue: JobQueue,
     job_id: uuid.UUID,
 ) -> ResultFile:
@@ -265,12 +274,20 @@ async def get_result(
             details={"status": status.status.value},
         )
     fmt = status.output.format
-    path = store.path_for(status.output.sha256)
-    if not path.exists():
+    media_type, filename = MEDIA_TYPES[fmt], f"{job_id}.{EXTENSIONS[fmt]}"
+    path = store.local_path(status.output.sha256)
+    if path is not None:
+        if not path.exists():
+            await _recompute(session=session, cache=cache, queue=queue, job_id=job_id)
+        return ResultFile(media_type, filename, path=path)
+    # An object store: open the object (the GET doubles as the existence check) and stream it
+    # through the API, so clients need no access to the store (see project/README.md).
+    try:
+        stream = await anyio.to_thread.run_sync(store.open, status.output.sha256)
+    except FileNotFoundError:
         await _recompute(session=session, cache=cache, queue=queue, job_id=job_id)
-    return ResultFile(
-        path=path, media_type=MEDIA_TYPES[fmt], filename=f"{job_id}.{EXTENSIONS[fmt]}"
-    )
+        raise  # (_recompute always raises)
+    return ResultFile(media_type, filename, stream=stream)
 
 
 async def _recompute(

@@ -1,4 +1,4 @@
-"""Store blobs by their sha256 under `<data_dir>/objects/ab/<hash>` (git's layout).
+"""The file store (see backend.py): blobs by sha256 under `<data_dir>/objects/ab/<hash>`.
 
 A path is built only from a hash this module computed or validated, never from a client's file
 name. Writes go to a temporary file in the same directory and are renamed into place, so a
@@ -18,8 +18,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+if TYPE_CHECKING:
+    from imgproc.storage.backend import BlobStream
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -43,7 +47,7 @@ class ContentStore:
         self._dirs: set[Path] = set()  # fan-out directories known to exist
 
     def path_for(self, digest: str) -> Path:
-        if not _HEX64.fullmatch(digest):
+        if not HEX64.fullmatch(digest):
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
         return self.root / digest[:2] / digest
 
@@ -99,7 +103,7 @@ class ContentStore:
         """
         moved = 0
         for old in self.root.glob("??/??/*"):
-            if old.is_file() and _HEX64.fullmatch(old.name):
+            if old.is_file() and HEX64.fullmatch(old.name):
                 os.replace(old, self.path_for(old.name))
                 moved += 1
         for directory in self.root.glob("??/??"):
@@ -128,6 +132,22 @@ class ContentStore:
 
     def has(self, digest: str) -> bool:
         return self.path_for(digest).is_file()
+
+    def local_path(self, digest: str) -> Path:
+        return self.path_for(digest)
+
+    def open(self, digest: str) -> BlobStream:
+        from imgproc.storage.backend import BlobStream  # (backend imports this module)
+
+        fh = self.path_for(digest).open("rb")
+        size = os.fstat(fh.fileno()).st_size
+        return BlobStream(size=size, chunks=iter(lambda: fh.read(256 * 1024), b""), close=fh.close)
+
+    def prepare(self) -> int:
+        return self.migrate_layout()
+
+    def describe(self) -> str:
+        return self.root.parent.as_uri()
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
