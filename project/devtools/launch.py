@@ -121,6 +121,7 @@ def worker_args(
     beat_schedule: Path | None = None,
     app: str = WORKER_APP,
     monitored: bool = False,
+    node_name: str | None = None,
 ) -> list[str]:
     args = [
         sys.executable, "-m", "celery", "-A", app, "worker",
@@ -132,6 +133,8 @@ def worker_args(
     if not monitored:
         # Flower (CELERY_MONITORING) shows a worker as online from its heartbeats.
         args.append("--without-heartbeat")
+    if node_name is not None:
+        args += ["--hostname", node_name]  # e.g. worker@host-a: how Celery names this node
     if beat_schedule is not None:
         # Embedded beat: fine for one worker (tests, demo); run `celery beat` once otherwise.
         args += ["--beat", "--schedule", str(beat_schedule)]
@@ -147,6 +150,7 @@ def start_worker(
     beat_schedule: Path | None = None,
     timeout: float = 30,
     faults: Faults | None = None,
+    node_name: str | None = None,
 ) -> Child:
     """Start a worker and wait until it listens; `faults`: run the fault-injecting worker."""
     if settings.prometheus_multiproc_dir is not None:
@@ -161,6 +165,7 @@ def start_worker(
         beat_schedule=beat_schedule,
         app=app,
         monitored=settings.celery_monitoring,
+        node_name=node_name,
     )
     env = settings_env(settings, None if faults is None else faults.env())
     child = Child("worker", args, env, log_path, cwd=REPO_ROOT).start()
