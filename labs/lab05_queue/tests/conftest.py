@@ -44,6 +44,8 @@ QUEUE_MAX_LENGTH = 10_000
 PRICING_TIMEOUT = 2.0
 PRICING_ATTEMPTS = 3
 PRICING_BACKOFF = 0.1
+# The extra servers start while the machine may be busy (two gradings at once on 2 cores).
+START_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -177,7 +179,8 @@ def refuse_server(
     impl_dir: Path, app_env: dict[str, str], refuse_names: Names
 ) -> Iterator[AppServer]:
     """A second shop API on its own exchange, with no notifications service behind it."""
-    with AppServer(impl_dir, {**app_env, "QUEUE_PREFIX": refuse_names.prefix}) as server:
+    env = {**app_env, "QUEUE_PREFIX": refuse_names.prefix}
+    with AppServer(impl_dir, env, start_timeout=START_TIMEOUT) as server:
         yield server
 
 
@@ -213,7 +216,7 @@ def outage(
     try:
         service.start()  # first: it declares and binds the work queue
         with (
-            AppServer(impl_dir, env) as server,
+            AppServer(impl_dir, env, start_timeout=START_TIMEOUT) as server,
             httpx.Client(base_url=server.base_url, timeout=PUBLISH_TIMEOUT + 10) as http,
         ):
             yield http, service, broker_proxy

@@ -169,7 +169,7 @@ class Rabbit:
 
     def take_all(self, queue: str) -> list[Message]:
         """Remove and return every message that waits in `queue` now."""
-        messages = []
+        messages: list[Message] = []
         with self.channel() as ch:
             while True:
                 method, properties, body = ch.basic_get(queue, auto_ack=True)
@@ -206,7 +206,7 @@ class Notifications:
     def running(self) -> bool:
         return self.child is not None and self.child.running
 
-    def start(self, timeout: float = 30) -> Notifications:
+    def start(self, timeout: float = 60) -> Notifications:
         self.starts += 1
         self.child = Child(
             "the notifications service (`python -m notifications`)",

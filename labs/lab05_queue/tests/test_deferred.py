@@ -73,7 +73,8 @@ def dead_letters(rabbit: Rabbit, queue: str, message_id: str, timeout: float) ->
         return bool(found())
 
     wait_until(arrived, timeout, "")
-    wait_until(lambda: (seen.extend(rabbit.take_all(queue)), False)[1], 0.5, "")  # copies
+    time.sleep(0.5)  # a second copy, if there is one, arrives by now
+    seen.extend(rabbit.take_all(queue))
     return found()
 
 
@@ -182,7 +183,7 @@ def test_a_reminder_comes_after_its_delay_and_not_much_later(
     plain = post_order(shop, item["id"]).json()["id"]
 
     wait_handled(db, [order["id"], plain])
-    wait_until(lambda: False, 1.5, "")
+    time.sleep(1.5)
     early = created_counts(db, [order["id"]], REMINDER)
     assert not early, "the reminder was handled before its 3 s were over"
     wait_until(lambda: reminder_delay(db, order["id"]) is not None, 3 + REMINDER_BOUND + 2, "")
@@ -196,7 +197,7 @@ def test_a_reminder_comes_after_its_delay_and_not_much_later(
         f"the reminder came {delay:.2f} s after the order; it must come after 3 s and within "
         f"{REMINDER_BOUND:g} s after that"
     )
-    wait_until(lambda: False, 1.0, "")
+    time.sleep(1.0)
     assert created_counts(db, [order["id"]], REMINDER) == {order["id"]: 1}, (
         "exactly one reminder per order"
     )

@@ -56,8 +56,11 @@ class Spy:
             self.seen.setdefault(order_id, []).append(message)
 
     def events_of(self, order_ids: list[int], timeout: float = 5) -> dict[int, list[Message]]:
-        wait_until(lambda: (self.poll(), all(i in self.seen for i in order_ids))[1], timeout,
-                   "events")  # fmt: skip
+        def arrived() -> bool:
+            self.poll()
+            return all(i in self.seen for i in order_ids)
+
+        wait_until(arrived, timeout, "the orders' events")
         return {i: self.seen.get(i, []) for i in order_ids}
 
 
