@@ -55,6 +55,9 @@ class Walk:
 
     errors: dict[str, str] = field(default_factory=dict)
     columns: dict[str, tuple[str, str, int | None]] = field(default_factory=dict)
+    identity: list[str] = field(default_factory=list)  # identity columns
+    price_type: tuple[int | None, int | None] = (None, None)  # numeric precision and scale
+    index_columns: list[str] = field(default_factory=list)  # of INDEX_NAME at head
     constraints: dict[str, str] = field(default_factory=dict)
     bad_rows_accepted: list[str] = field(default_factory=list)
     indexes: dict[str, list[str]] = field(default_factory=dict)  # step -> index names
@@ -94,6 +97,18 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from plan_nodes(child)
 
 
+def indexed_columns(conn: psycopg.Connection, index: str) -> list[str]:
+    """The columns of `index`, in index order (empty if there is no such index)."""
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE c.relname = %s ORDER BY k.position",
+        (index,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def uses_index(plan: dict[str, Any]) -> bool:
     return any(node.get("Index Name") == INDEX_NAME for node in plan_nodes(plan))
 
@@ -110,11 +125,16 @@ def describe(plan: dict[str, Any]) -> str:
 
 
 def record_schema(conn: psycopg.Connection, walk: Walk) -> None:
-    for name, data_type, nullable, length in conn.execute(
-        "SELECT column_name, data_type, is_nullable, character_maximum_length "
-        "FROM information_schema.columns WHERE table_name = 'items'"
+    for name, data_type, nullable, length, identity, precision, scale in conn.execute(
+        "SELECT column_name, data_type, is_nullable, character_maximum_length, is_identity, "
+        "numeric_precision, numeric_scale FROM information_schema.columns "
+        "WHERE table_name = 'items'"
     ).fetchall():
         walk.columns[name] = (data_type, nullable, length)
+        if identity == "YES":
+            walk.identity.append(name)
+        if name == "price":
+            walk.price_type = (precision, scale)
     for name, kind in conn.execute(
         "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'items'::regclass"
     ).fetchall():
@@ -175,6 +195,8 @@ def migration_walk(impl_dir: Path, url: str) -> Walk:
             try:
                 walk.indexes[key] = index_names(conn)
                 walk.plans[key] = explain(conn)
+                if key == "head":
+                    walk.index_columns = indexed_columns(conn, INDEX_NAME)
             except psycopg.Error as exc:
                 walk.errors[label] = (
                     f"afterwards the items table cannot be queried ({exc}); each migration "
@@ -231,6 +253,14 @@ def test_first_migration_creates_the_items_table(walk: Walk) -> None:
         assert length is None or got[2] == length, (
             f"column `{column}` must be String({length}) like the API's limit, got length {got[2]}"
         )
+    assert walk.identity == ["id"], (
+        f"`id` must be an identity column (sa.Identity(); PostgreSQL assigns ids), not a serial "
+        f"with a sequence of its own; identity columns: {walk.identity}"
+    )
+    assert walk.price_type == (10, 2), (
+        f"`price` must be NUMERIC(10, 2) (stored with cents), got precision and scale "
+        f"{walk.price_type}"
+    )
     walk.require("filling the table of the first migration")
 
 
@@ -275,6 +305,10 @@ def test_second_migration_creates_the_index(walk: Walk) -> None:
     assert INDEX_NAME in walk.indexes["head"], (
         f"after `alembic upgrade head` the table must have the index `{INDEX_NAME}` on "
         f"(category, price); it has {walk.indexes['head']}"
+    )
+    assert walk.index_columns == ["category", "price"], (
+        f"`{INDEX_NAME}` must index (category, price) in that order (the column compared "
+        f"with = first, the range column second), got {walk.index_columns}"
     )
 
 
