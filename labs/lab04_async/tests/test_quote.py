@@ -22,9 +22,8 @@ import pytest
 
 from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab03_cache.tests.faulty_tcp import FaultyTcp
-from labs.lab03_cache.tests.test_cache import change_behind_the_back, warm
 from labs.lab04_async.tests.conftest import PRICING_ATTEMPTS, PRICING_BACKOFF, PRICING_TIMEOUT
-from labs.lab04_async.tests.pricing_control import PricingControl
+from shared.testing.pricing import PricingControl
 from shared.testing.server import AppServer
 
 TASK_QUOTE = "2. The quote endpoint"
@@ -176,8 +175,14 @@ def test_quote_shows_the_item_as_get_answers_it(
 ) -> None:
     item = create_item(client, price=40.0)
     pricing.scenario(item["id"])
-    cached = warm(client, f"/items/{item['id']}")
-    change_behind_the_back(db, item["id"], 50.0)  # GET keeps answering the cached 40.0
+    url = f"/items/{item['id']}"
+    first, again = client.get(url), client.get(url)
+    assert again.headers.get("X-Cache") == "HIT", (
+        f"the second GET {url} must be answered from Redis (lab 3): {show(again)}"
+    )
+    cached = first.json()
+    # Behind the API's back: GET keeps answering the cached 40.0.
+    db.execute("UPDATE items SET price = 50 WHERE id = %s", (item["id"],))
     quote = quote_ok(client, item["id"])
     assert quote.get("item") == cached, (
         "the quote's `item` must be the item as GET /items/{id} answers it: read it through "
