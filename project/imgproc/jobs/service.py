@@ -28,7 +28,7 @@ from imgproc.images.schemas import Operation, OperationParams, canonical_params
 from imgproc.images.service import EXTENSIONS, MEDIA_TYPES, ImageInfo, check_params, inspect_image
 from imgproc.jobs import repository as repo
 from imgproc.jobs.exceptions import JobFailed, JobNotFound, JobNotReady, ResultMissing
-from imgproc.jobs.models import JobRecord, JobStatus
+from imgproc.jobs.models import FINAL_STATUSES, JobRecord, JobStatus
 from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.schemas import TaskStatus
 from imgproc.jobs.status_cache import StatusCache
@@ -240,6 +240,19 @@ async def _status_or_none(
     return status
 
 
+async def _fresh_status(
+    *, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID
+) -> TaskStatus | None:
+    """The status from PostgreSQL itself (and into the cache, overwriting what it held)."""
+    async with session.begin():
+        job = repo.record(await session.execute(repo.select_job(job_id)))
+    if job is None:
+        return None
+    status = TaskStatus.from_record(job)
+    await cache.overwrite(status)
+    return status
+
+
 async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID) -> TaskStatus:
     status = await _status_or_none(session=session, cache=cache, job_id=job_id)
     if status is None:
@@ -266,6 +279,10 @@ async def get_result(
     job_id: uuid.UUID,
 ) -> ResultFile:
     status = await get_status(session=session, cache=cache, job_id=job_id)
+    if status.status not in FINAL_STATUSES:
+        # A cached "not done yet" may be stale: the worker's status write is best-effort (a
+        # Redis timeout skips it). Before answering 409, ask the source of truth.
+        status = await _fresh_status(session=session, cache=cache, job_id=job_id) or status
     if status.status == JobStatus.FAILED:
         raise JobFailed(f"task {job_id} failed: {status.error}", details={"error": status.error})
     if status.status != JobStatus.DONE or status.output is None:
