@@ -231,12 +231,9 @@ async def _status_or_none(
     status = await cache.status(job_id)
     if status is not None:
         return status
-    async with session.begin():
-        job = repo.record(await session.execute(repo.select_job(job_id)))
-    if job is None:
-        return None
-    status = TaskStatus.from_record(job)
-    await cache.fill(status)
+    status = await _load_status(session, job_id)
+    if status is not None:
+        await cache.fill(status)
     return status
 
 
@@ -244,13 +241,16 @@ async def _fresh_status(
     *, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID
 ) -> TaskStatus | None:
     """The status from PostgreSQL itself (and into the cache, overwriting what it held)."""
+    status = await _load_status(session, job_id)
+    if status is not None:
+        await cache.overwrite(status)
+    return status
+
+
+async def _load_status(session: AsyncSession, job_id: uuid.UUID) -> TaskStatus | None:
     async with session.begin():
         job = repo.record(await session.execute(repo.select_job(job_id)))
-    if job is None:
-        return None
-    status = TaskStatus.from_record(job)
-    await cache.overwrite(status)
-    return status
+    return None if job is None else TaskStatus.from_record(job)
 
 
 async def get_status(*, session: AsyncSession, cache: StatusCache, job_id: uuid.UUID) -> TaskStatus:
