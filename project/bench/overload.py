@@ -1,0 +1,237 @@
+"""Overload benchmark: offer twice the measured capacity, with and without load shedding.
+
+1. Capacity: one worker (`--pool solo`) drains a queue of small resize jobs; C = jobs/s.
+2. Each scenario gets a fresh database, Redis prefix and data directory, an API and that worker,
+   then locust offers 2C requests/s for `--seconds` (POST /resize, a 1600x1200 JPEG, a new job
+   each). Printed: offered and accepted rates, refused answers (429/503), the p50/p99 of the
+   accepted requests' latency against the target, the queue at the end, and how long accepted
+   jobs waited from submit to done.
+
+Run (from the repository root): `PYTHONPATH=project:. .venv/bin/python project/bench/overload.py`
+(`--seconds 30 --users 20 --max-queued N --target-ms 100`). Bounded: 127.0.0.1 only, one run
+of `--seconds` per scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from devtools.launch import Child, free_port, settings_env, start_api, start_worker, wait_for
+from devtools.samples import encode, photo_like
+from sqlalchemy import Engine, text
+
+from imgproc.config import Settings
+from imgproc.db import make_sync_engine
+from imgproc.migrate import upgrade
+from shared.settings import ServiceSettings
+from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
+
+BENCH_DIR = Path(__file__).resolve().parent
+IMAGE = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)
+
+
+@contextmanager
+def stack(name: str, root: Path, **overrides: Any) -> Iterator[tuple[Settings, str, Engine, Child]]:
+    """A fresh namespace with an API and one solo worker; yields (settings, url, engine, it)."""
+    run_id = new_run_id()
+    base = ServiceSettings()
+    with temporary_database(base.database_url, run_id, f"_ovl_{name}") as url:
+        settings = Settings(
+            database_url=url,
+            redis_prefix=f"hl_bench:{run_id}:",
+            celery_queue=f"imgproc.overload.{name}",
+            data_dir=root / name / "data",
+            worker_metrics_port=0,
+            prometheus_multiproc_dir=None,
+            log_level="WARNING",
+            **overrides,
+        )
+        upgrade(url)
+        engine = make_sync_engine(url)
+        port = free_port()
+        api = start_api(settings, root / f"{name}-api.log", port=port)
+        worker = start_worker(settings, root / f"{name}-worker.log", pool="solo")
+        try:
+            yield settings, f"http://127.0.0.1:{port}", engine, worker
+        finally:
+            worker.stop()
+            api.stop()
+            engine.dispose()
+            delete_redis_prefix(settings.redis_url, settings.redis_prefix)
+
+
+def counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, count(*) FROM imgproc_jobs GROUP BY 1")).all()
+    return {str(s): int(n) for s, n in rows}
+
+
+def capacity(root: Path, jobs: int) -> float:
+    """Jobs/s one solo worker drains: the queue is filled while it is paused, then timed."""
+    with (
+        stack("capacity", root, max_queued_jobs=0) as (_, url, engine, worker),
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        for i in range(8):  # warm-up: imports, connections, Pillow's first use
+            client.post("/resize", files={"file": ("a.jpg", IMAGE)}, data={"width": str(i + 1)})
+        wait_for(lambda: counts(engine).get("done", 0) == 8, timeout=60, what="warm-up")
+        os.killpg(worker.pid, signal.SIGSTOP)
+        try:
+            for i in range(jobs):
+                response = client.post(
+                    "/resize", files={"file": ("a.jpg", IMAGE)}, data={"width": str(20 + i)}
+                )
+                assert response.status_code == 202, response.text
+        finally:
+            os.killpg(worker.pid, signal.SIGCONT)
+        started = time.perf_counter()
+        wait_for(
+            lambda: counts(engine).get("done", 0) == 8 + jobs,
+            timeout=300,
+            what="the worker to drain the queue",
+            interval=0.02,
+        )
+        return jobs / (time.perf_counter() - started)
+
+
+def locust(
+    url: str, settings: Settings, root: Path, name: str, rate: float, args: Any
+) -> list[tuple[int, float]]:
+    """Run locust at `rate` requests/s in all; return every answer's (status, ms)."""
+    result = root / f"{name}-locust.json"
+    env = settings_env(
+        settings,
+        {"BENCH_USER_RATE": str(rate / args.users), "BENCH_RESULT_FILE": str(result)},
+    )
+    locustfile = str(BENCH_DIR / "overload_locustfile.py")
+    users, seconds = str(args.users), f"{args.seconds}s"
+    command = [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "-u", users]
+    command += ["-r", users, "-t", seconds, "--host", url, "--only-summary"]
+    subprocess.run(
+        [*command, "--loglevel", "WARNING"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=args.seconds + 60,
+    )
+    return [(int(status), float(ms)) for status, ms in json.loads(result.read_text())]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def scenario(root: Path, name: str, rate: float, args: Any, **overrides: Any) -> dict[str, Any]:
+    with stack(name, root, **overrides) as (settings, url, engine, _):
+        with httpx.Client(base_url=url, timeout=30) as client:  # warm-up, as above
+            for i in range(4):
+                client.post("/resize", files={"file": ("a.jpg", IMAGE)}, data={"width": str(i + 1)})
+        wait_for(lambda: counts(engine).get("done", 0) == 4, timeout=60, what="warm-up")
+        seen = locust(url, settings, root, name, rate, args)
+        at_end = counts(engine)
+        with engine.connect() as conn:
+            waits = [
+                float(w)
+                for (w,) in conn.execute(
+                    text(
+                        "SELECT extract(epoch FROM finished_at - created_at) FROM imgproc_jobs"
+                        " WHERE status = 'done'"
+                    )
+                )
+            ]
+            oldest = conn.execute(
+                text(
+                    "SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                    " FROM imgproc_jobs WHERE status = 'queued'"
+                )
+            ).scalar_one()
+    accepted = [ms for status, ms in seen if status in (200, 202)]
+    others: dict[int, int] = {}
+    for status, _ in seen:
+        if status not in (200, 202, 429, 503):
+            others[status] = others.get(status, 0) + 1
+    return {
+        "name": name,
+        "offered": len(seen) / args.seconds,
+        "accepted": len(accepted) / args.seconds,
+        "refused_503": sum(1 for s, _ in seen if s == 503),
+        "refused_429": sum(1 for s, _ in seen if s == 429),
+        "errors": sum(others.values()),
+        "error_codes": others,
+        "p50": pct(accepted, 0.50),
+        "p99": pct(accepted, 0.99),
+        "queued_end": at_end.get("queued", 0),
+        "oldest_end": float(oldest),
+        "wait_p50": pct(waits, 0.50),
+        "wait_max": max(waits, default=float("nan")),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=30, help="locust run per scenario")
+    parser.add_argument("--users", type=int, default=20, help="locust users")
+    parser.add_argument("--capacity-jobs", type=int, default=150, help="jobs for step 1")
+    parser.add_argument("--max-queued", type=int, default=0, help="bound (0: 2 s of capacity)")
+    parser.add_argument("--target-ms", type=float, default=100, help="p99 target, accepted")
+    args = parser.parse_args()
+    print(f"imgproc overload benchmark ({time.strftime('%Y-%m-%d %H:%M')}, "
+          f"CPUs: {len(os.sched_getaffinity(0))})")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="imgproc-overload-") as tmp:
+        root = Path(tmp)
+        cap = capacity(root, args.capacity_jobs)
+        bound = args.max_queued or max(10, round(2 * cap))
+        offered = 2 * cap
+        print(
+            f"1) capacity: one solo worker drains {args.capacity_jobs} resize jobs "
+            f"(1600x1200 JPEG, 230 KB) at {cap:.1f} jobs/s\n"
+            f"2) locust, {args.users} users, {args.seconds} s, offering 2 x capacity = "
+            f"{offered:.0f} requests/s (POST /resize, a new job each)"
+        )
+        rows = [
+            scenario(root, "unprotected", offered, args, max_queued_jobs=0),
+            scenario(root, "shedding", offered, args, max_queued_jobs=bound),
+        ]
+    print(f"   load shedding bound: MAX_QUEUED_JOBS={bound} (about 2 s of work)")
+    print(
+        "   scenario      offered  accepted  refused(503)  errors   p50    p99 (ms, accepted)"
+        "  queued at end  oldest   submit->done p50 / max"
+    )
+    for r in rows:
+        print(
+            f"   {r['name']:<12} {r['offered']:6.1f}/s {r['accepted']:6.1f}/s"
+            f" {r['refused_503']:>13}"
+            f" {r['errors']:>8} {r['p50']:6.0f} {r['p99']:6.0f}"
+            f"  {r['queued_end']:>16} {r['oldest_end']:6.1f} s   {r['wait_p50']:5.1f} s /"
+            f" {r['wait_max']:5.1f} s"
+        )
+    for r in rows:
+        if r["errors"]:
+            print(f"   {r['name']}: other answers by status: {r['error_codes']}")
+    shed = rows[1]
+    verdict = "met" if shed["p99"] <= args.target_ms else "NOT met"
+    print(
+        f"   (target: p99 of accepted requests <= {args.target_ms:.0f} ms with shedding: {verdict};"
+        f" {shed['refused_503']} of {shed['refused_503'] + round(shed['accepted'] * args.seconds)}"
+        " requests refused)"
+    )
+
+
+if __name__ == "__main__":
+    main()

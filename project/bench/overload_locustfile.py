@@ -1,0 +1,59 @@
+"""Locust load for `bench/overload.py`: POST /resize of a 1600x1200 JPEG at a fixed offered rate.
+
+Each user waits an exponentially distributed time (mean 1/BENCH_USER_RATE s), so arrivals are
+Poisson-like; each request asks for a new width (a new job, never a de-duplicated one). Every
+answer's status and time go to BENCH_RESULT_FILE (JSON) when locust quits, so the bench can
+take the p99 of the accepted requests apart from the refused ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from devtools.samples import encode, photo_like
+from locust import HttpUser, events, task
+
+IMAGE = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)  # ~230 KB, as bench.py
+RATE = float(os.environ.get("BENCH_USER_RATE", "1"))
+RESULT_FILE = Path(os.environ.get("BENCH_RESULT_FILE", "overload-result.json"))
+_n = itertools.count()
+_seen: list[tuple[int, float]] = []  # (status, ms)
+
+
+@events.request.add_listener  # type: ignore[untyped-decorator]  # locust is untyped here
+def _record(response: Any = None, response_time: float = 0.0, **_: Any) -> None:
+    _seen.append((response.status_code if response is not None else 0, response_time))
+
+
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
+def _write(**_: Any) -> None:
+    RESULT_FILE.write_text(json.dumps(_seen))
+
+
+def _params(n: int) -> dict[str, str]:
+    # A different (width, height) box each time: a new request key, so a new job, never a
+    # de-duplicated one.
+    return {"width": str(100 + n % 1400), "height": str(1200 - n // 1400)}
+
+
+class Submitter(HttpUser):
+    def wait_time(self) -> float:
+        return random.expovariate(RATE)
+
+    @task
+    def resize(self) -> None:
+        # 202 accepted; 429/503 are the protection working, not errors of the service.
+        with self.client.post(
+            "/resize",
+            files={"file": ("photo.jpg", IMAGE, "image/jpeg")},
+            data=_params(next(_n)),
+            name="/resize",
+            catch_response=True,
+        ) as response:
+            if response.status_code in (200, 202, 429, 503):
+                response.success()
