@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, no GUI toolkit
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from shared.grading.results import cause_key
 
@@ -69,11 +70,17 @@ def test_stats(grades: Sequence[Grade]) -> list[TestStat]:
 
 
 def common_causes(grades: Sequence[Grade], top: int = 15) -> list[tuple[str, str, int, int]]:
-    """(lab, message, students, tests) for the failure causes most students share."""
+    """(lab, message, students, tests) for the failure causes most students share.
+
+    Submissions that scored nothing (not started, or not running) are left out: their causes
+    are "write the code", not the mistakes a class makes.
+    """
     students: dict[tuple[str, str], set[str]] = defaultdict(set)
     tests: Counter[tuple[str, str]] = Counter()
     example: dict[tuple[str, str], str] = {}
     for g in grades:
+        if not g.score:
+            continue
         for t in g.tests:
             if t["status"] == "passed" or not t.get("max_score"):
                 continue
@@ -94,6 +101,7 @@ def _score_chart(grades: Sequence[Grade], labs: list[str], path: Path) -> None:
         ax.set_xlabel("score, % of the maximum", fontsize=8)
         ax.set_xlim(0, 100)
         ax.tick_params(labelsize=7)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].set_ylabel("students", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -162,6 +170,10 @@ def write_report(out: Path, grades: Sequence[Grade], labs: list[str]) -> Path:
 
     causes = common_causes(grades)
     parts.append("<h2>Most common causes of failure</h2>")
+    zero = sorted({f"{g.student}/{g.lab}" for g in grades if not g.score})
+    if zero:
+        parts.append(f"<p>Left out: {len(zero)} submissions scored 0 (not started or not "
+                     f"running): {e(', '.join(zero))}.</p>")  # fmt: skip
     if causes:
         rows = [[e(lab), e(msg), str(n), str(t)] for lab, msg, n, t in causes]
         parts.append(_table(["lab", "what to fix (first message seen)", "students", "tests"],
