@@ -133,7 +133,7 @@ grade: setup ## grade a folder of submissions into gradebook.csv and report.html
 	  $(if $(OUT),--out "$(OUT)") $(if $(JOBS),--jobs $(JOBS))
 
 # make release OUT=dir [UPTO=N] [FORCE=1]
-release: setup ## write the student release for weeks up to lab UPTO (no solutions, variants, hidden tests)
+release: setup ## student release up to lab UPTO: no solutions, variants, hidden tests
 	@test -n "$(OUT)" || { echo "usage: make release OUT=dir [UPTO=N] [FORCE=1]"; exit 2; }
 	$(PY) -m shared.grading.release "$(OUT)" $(if $(UPTO),--upto $(UPTO)) $(if $(FORCE),--force)
 
