@@ -15,8 +15,9 @@ def main() -> None:
     # httpx logs every request it sends at INFO: two lines per quote would make the log, not
     # the network, the bottleneck under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    # pika logs every connection it opens and closes at INFO.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every connection it opens and closes, and a lost one (the broker closes idle
+    # ones) with two tracebacks; app.broker logs one line of its own instead.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
