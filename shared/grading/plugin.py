@@ -51,9 +51,12 @@ class GradingState:
     outcomes: dict[str, str] = field(default_factory=dict)
     feedback: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    # (nodeid, when) -> seconds, for --grade-timing
+    durations: dict[tuple[str, str], float] = field(default_factory=dict)
 
     # Registered as a plugin object in pytest_configure, so this method is a hook.
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.durations[(report.nodeid, report.when)] = report.duration
         previous = self.outcomes.get(report.nodeid)
         if report.skipped and _skip_reason(report).startswith(NOT_GRADABLE):
             self.outcomes[report.nodeid] = "not gradable"
@@ -73,6 +76,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("grading", "course grading harness")
     group.addoption("--grade-json", default=None, help="write Gradescope results.json here")
     group.addoption("--grade-csv", default=None, help="append one score row to this CSV")
+    group.addoption(
+        "--grade-timing", action="store_true",
+        help="print where the grading time went: set-up (servers, databases, seeding) and "
+        "test calls, the lab's own tests apart from the re-run earlier labs",
+    )  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -246,8 +254,34 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_sep("=", "CI=true: skipped tests count as failures", red=True)
         for nodeid in state.skipped:
             terminalreporter.write_line(f"SKIPPED {nodeid}: {state.feedback.get(nodeid, '')}")
+    if config.getoption("grade_timing"):
+        for line in timing_lines(state):
+            terminalreporter.write_line(line)
     if not state.points:
         return
     result = collect_results(state, _impl_label(config, state))
     for line in result.table_lines():
         terminalreporter.write_line(line)
+
+
+def timing_lines(state: GradingState, top: int = 8) -> list[str]:
+    """Where the run's time went: per phase, own tests vs regressions, the slowest steps.
+
+    A session fixture's cost (a server start, a database, seeding) shows in the set-up of the
+    first test that needs it, so the slowest set-ups name what to look at first.
+    """
+    totals: dict[tuple[str, str], float] = {}
+    for (nodeid, when), seconds in state.durations.items():
+        kind = "regression" if "/regression/" in nodeid else "own"
+        totals[(kind, when)] = totals.get((kind, when), 0.0) + seconds
+    elapsed = time.monotonic() - state.started
+    lines = ["", f"Where the time went ({elapsed:.1f}s in all, the rest is start-up/collection):"]
+    for kind in ("own", "regression"):
+        parts = [f"{when} {totals.get((kind, when), 0.0):6.1f}s"
+                 for when in ("setup", "call", "teardown")]  # fmt: skip
+        lines.append(f"  {kind + ' tests':<17} " + "  ".join(parts))
+    lines.append(f"  slowest {top}:")
+    slowest = sorted(state.durations.items(), key=lambda kv: -kv[1])[:top]
+    for (nodeid, when), seconds in slowest:
+        lines.append(f"  {seconds:6.1f}s {when:<8} {nodeid.split('/tests/', 1)[-1]}"[:100])
+    return lines
