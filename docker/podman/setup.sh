@@ -112,6 +112,7 @@ fi
 
 # ------------------------------------------------------------------ 2. the Docker API socket
 step "api socket"
+mkdir -p "$(dirname "$HL_PODMAN_LOG")"
 api_ok() { curl -fsS --max-time 5 --unix-socket "$HL_PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1; }
 if ! api_ok; then
   rm -f "$HL_PODMAN_SOCKET"
