@@ -254,3 +254,31 @@ for (const radio of form.querySelectorAll("input[name=operation]")) {
 }
 form.addEventListener("submit", submit);
 showOperationParams();
+
+// What /readyz says, refreshed every 10 s: a class sees at once when a backing service or the
+// data disk fails (`degraded`: the API answers, but e.g. new uploads are refused).
+async function showReadiness() {
+  const line = document.getElementById("service");
+  let text, state;
+  try {
+    const response = await fetch("/readyz", { cache: "no-store" });
+    const body = (await readJson(response)) || {};
+    const checks = body.checks || (body.error && body.error.details) || {};
+    const failing = Object.entries(checks)
+      .filter(([, result]) => result !== "ok")
+      .map(([name, result]) => `${name}: ${result}`);
+    if (response.ok) {
+      state = body.status === "ready" ? "ready" : "degraded";
+    } else {
+      state = "not-ready";
+    }
+    text = `service: ${state.replace("-", " ")}` + (failing.length ? ` (${failing.join("; ")})` : "");
+  } catch (error) {
+    state = "unreachable";
+    text = `service: unreachable (${error.message || error})`;
+  }
+  line.className = `service ${state}`;
+  line.textContent = text;
+}
+showReadiness();
+setInterval(showReadiness, 10000);

@@ -9,6 +9,7 @@ messages shown next to their fields). Screenshots go to `ARTIFACTS` (git-ignored
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,8 @@ def run_page_flow(page_url: str, tmp_path: Path, *, label: str) -> FlowReport:
         page.goto(page_url)
         expect(page.locator("h1")).to_have_text("imgproc")
         report.steps.append(f"opened {page_url}")
+        expect(page.locator("#service")).to_have_text(re.compile(r"^service: ready$"))
+        report.steps.append("the page shows /readyz: service ready")
         page.set_input_files("#file", str(photo))
         report.steps.append(f"chose a generated {SOURCE_SIZE[0]}x{SOURCE_SIZE[1]} JPEG")
 
