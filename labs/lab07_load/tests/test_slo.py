@@ -47,7 +47,8 @@ def test_slo_check_fails_a_slowed_build_and_passes_the_normal_one(
     assert normal_run.exit_code == 0, (
         f"the normal build meets the SLO, yet the run exited with {normal_run.exit_code} "
         f"(missed: {sorted(normal_run.failed_slos()) or 'none named'}); set the exit code "
-        f"to 0 when every objective is met. Output ends:\n{normal_run.tail(8)}"
+        f"to 0 when every objective is met (a p95 above 1000 ms on the normal build means an "
+        f"overloaded machine: run again). Output ends:\n{normal_run.tail(8)}"
     )
 
 
