@@ -113,6 +113,11 @@ class Settings(ServiceSettings):
             raise ValueError(f"STORAGE_URL must be file:///path or s3://bucket/prefix: {value!r}")
         return value or None
 
+    @field_validator("s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None  # compose passes `VAR=` for "not set"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
