@@ -69,9 +69,11 @@ class StepLoadShape(LoadTestShape):
         # TODO(lab 7): task 4. Step k (k = 1, 2, ...) runs k x step_users users for
         # step_seconds; return (users, spawn rate) while it lasts. When a step ends, judge its
         # own requests (self.snapshot().minus(self.step.start)) with evaluate(...,
-        # throughput=False), log "step N: U users, <summary>: SLO met|SLO failed (...)", and
-        # stop (return None) at the first step that misses the SLO, after calling
-        # report_saturation(step), or after max_steps steps.
+        # throughput=False), log "step N: U users, <summary>: SLO met|SLO failed (...)", keep a
+        # step within the SLO in self.last_good (report_saturation names it), and stop (return
+        # None, and keep returning None) at the first step that misses the SLO, after calling
+        # report_saturation(step), or after max_steps steps. self.began, self.step (a Step)
+        # and self.done are there for you to use.
         log.warning("TODO(lab 7): the step load shape is not written yet")
         return None
 
