@@ -12,7 +12,7 @@
         └── BrokerUnavailableError     RabbitMQ is down, or refused or did not confirm an event
 
 Validation errors (422) come from FastAPI itself, with `detail` a list of pydantic errors.
-A value the database refuses although the schema let it through (sqlalchemy DataError, e.g.
+A value the database refuses although the schema let it through (SQLSTATE class 22, e.g.
 a NUL character in a text) is the client's fault too: 422, never a 500.
 A stub that raises NotImplementedError answers 501 with its message (see below).
 """
@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
 
 class AppError(Exception):
@@ -84,8 +84,19 @@ async def app_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
 
+def _is_data_error(exc: DBAPIError) -> bool:
+    """SQLSTATE class 22, "data exception": PostgreSQL refused a value (e.g. a NUL character).
+
+    psycopg reports it as DataError; asyncpg, through SQLAlchemy, as a plain DBAPIError.
+    """
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(exc, DataError) or (isinstance(code, str) and code.startswith("22"))
+
+
 async def data_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DataError)
+    assert isinstance(exc, DBAPIError)
+    if not _is_data_error(exc):
+        raise exc  # any other database error is the server's: 500
     message = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
     return JSONResponse(status_code=422, content={"detail": f"Invalid value: {message}"})
 
@@ -118,6 +129,6 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every AppError with `{"detail": message}` and its status code."""
     app.add_exception_handler(AppError, app_error_handler)
-    app.add_exception_handler(DataError, data_error_handler)
+    app.add_exception_handler(DBAPIError, data_error_handler)
     app.add_exception_handler(NotImplementedError, not_implemented_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
