@@ -1,6 +1,7 @@
 """The same running deployment graded twice in a row gets the same score (labs 1 and 2)."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from tests.helpers import REPO_ROOT, grade
 LABS = REPO_ROOT / "labs"
 
 
-def _twice(tests: Path, tmp_path: Path, *args: str) -> tuple[dict, dict]:
+def _twice(tests: Path, tmp_path: Path, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
     for run in ("1", "2"):
         (tmp_path / run).mkdir()
     first = grade(tests, tmp_path / "1", *args)[1]
@@ -18,7 +19,7 @@ def _twice(tests: Path, tmp_path: Path, *args: str) -> tuple[dict, dict]:
     return first, second
 
 
-def _scores(data: dict) -> dict[str, float]:
+def _scores(data: dict[str, Any]) -> dict[str, float]:
     return {t["name"]: t["score"] for t in data["tests"]}
 
 
