@@ -3,6 +3,11 @@
 Routes name exactly what they need (`SessionDep`, `CacheDep`, `StoreDep`, `QueueDep`, ...) and
 pass it on to the service functions as keyword arguments, so a function's signature says what it
 touches, and a test can swap one piece through `app.dependency_overrides`.
+
+Every dependency is `async def`, although none of them awaits anything: FastAPI runs a plain
+`def` dependency in its thread pool, and a thread hop costs more CPU than the whole lookup (a
+`Submission` of nine plain dependencies was most of the submit path's cost; project/README.md,
+"How the submit path's cost was cut").
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def _resources(request: Request) -> Resources:
     return resources_of(request.app)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return _resources(request).settings
 
 
@@ -61,23 +66,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_cache(request: Request) -> StatusCache:
+async def get_cache(request: Request) -> StatusCache:
     return _resources(request).cache
 
 
-def get_store(request: Request) -> BlobStore:
+async def get_store(request: Request) -> BlobStore:
     return _resources(request).store
 
 
-def get_queue(request: Request) -> JobQueue:
+async def get_queue(request: Request) -> JobQueue:
     return _resources(request).queue
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     return _resources(request).metrics
 
 
-def get_request_id(request: Request) -> str | None:
+async def get_request_id(request: Request) -> str | None:
     value: str | None = getattr(request.state, "request_id", None)
     return value
 

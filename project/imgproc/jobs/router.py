@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool
 
+from imgproc.config import Settings
 from imgproc.deps import (
     CacheDep,
     MetricsDep,
@@ -34,7 +36,11 @@ from imgproc.images.schemas import (
     ResizeParams,
 )
 from imgproc.jobs import service
+from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.schemas import ErrorResponse, SubmitResponse, TaskStatus
+from imgproc.jobs.status_cache import StatusCache
+from imgproc.metrics.api import ApiMetrics
+from imgproc.storage.backend import BlobStore
 
 router = APIRouter(tags=["jobs"])
 
@@ -107,16 +113,34 @@ class Submission:
 
     request: Request
     response: Response
-    request_id: RequestIdDep
-    session: SessionDep
-    cache: CacheDep
-    store: StoreDep
-    queue: QueueDep
-    metrics: MetricsDep
-    settings: SettingsDep
+    request_id: str | None
+    session: AsyncSession
+    cache: StatusCache
+    store: BlobStore
+    queue: JobQueue
+    metrics: ApiMetrics
+    settings: Settings
 
 
-SubmissionDep = Annotated[Submission, Depends()]
+async def submission(
+    request: Request,
+    response: Response,
+    request_id: RequestIdDep,
+    session: SessionDep,
+    cache: CacheDep,
+    store: StoreDep,
+    queue: QueueDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> Submission:
+    # A function, not `Depends(Submission)`: FastAPI would call the class in its thread pool
+    # (see deps.py).
+    return Submission(
+        request, response, request_id, session, cache, store, queue, metrics, settings
+    )
+
+
+SubmissionDep = Annotated[Submission, Depends(submission)]
 
 
 async def _submit(
