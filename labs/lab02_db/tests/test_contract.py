@@ -27,6 +27,7 @@ from labs.lab01_rest.tests.test_items_contract import (
     show,
     unique_name,
 )
+from shared.testing.http import http_client
 from shared.testing.server import AppServer
 
 TASK_STORE = "2. Items in PostgreSQL"
@@ -95,7 +96,7 @@ def test_items_are_rows_in_postgresql(client: httpx.Client, db: psycopg.Connecti
 def test_data_survives_a_restart(client: httpx.Client, app_server: AppServer) -> None:
     item = create_item(client, description="still here", category="durable")
     app_server.restart()
-    with httpx.Client(base_url=app_server.base_url, timeout=10) as fresh:
+    with http_client(app_server.base_url) as fresh:
         r = fresh.get(f"/items/{item['id']}")
         assert r.status_code == 200 and r.json() == item, (
             f"an item must survive a restart of the server (it lives in PostgreSQL, not in the "
@@ -184,7 +185,7 @@ def test_a_write_answers_only_after_its_commit(
     body = item_body(name=f"gate-{token}")
 
     def post() -> None:
-        with httpx.Client(base_url=str(client.base_url), timeout=10) as own:
+        with http_client(str(client.base_url)) as own:
             answer.append(own.post("/items", json=body))
 
     poster = threading.Thread(target=post)
@@ -273,16 +274,13 @@ def test_value_the_database_refuses_is_a_422(client: httpx.Client) -> None:
 def test_concurrent_patches_of_different_fields_both_stick(client: httpx.Client) -> None:
     item = create_item(client, price=1.0, description="start")
     url = f"/items/{item['id']}"
+
+    def patch_at_once(*bodies: dict[str, Any]) -> list[httpx.Response]:
+        return at_once(str(client.base_url), 2, lambda own, i: own.patch(url, json=bodies[i]))
+
     for n in range(4):
         price, description = 100.0 + n, f"round {n}"
-        bodies = [{"price": price}, {"description": description}]
-
-        def patch(
-            own: httpx.Client, i: int, bodies: list[dict[str, Any]] = bodies
-        ) -> httpx.Response:
-            return own.patch(url, json=bodies[i])
-
-        answers = at_once(str(client.base_url), 2, patch)
+        answers = patch_at_once({"price": price}, {"description": description})
         assert [r.status_code for r in answers] == [200, 200], (
             f"two PATCHes of one item at once must both answer 200: {[show(r) for r in answers]}"
         )
