@@ -6,12 +6,14 @@ The API uses an async engine (asyncpg); the worker and the reconciler use a sync
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from shared.settings import plain_postgres_url, sqlalchemy_url
 
@@ -38,13 +41,46 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_async_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+# A pooled API connection idle longer than this is pinged before use (see _ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def make_async_engine(
+    database_url: str, *, pool_size: int = 10, ping_after_idle: float = PING_AFTER_IDLE_SECONDS
+) -> AsyncEngine:
+    engine = create_async_engine(
         sqlalchemy_url(database_url, "asyncpg"),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
     )
+    _ping_when_idle(engine.sync_engine.pool, ping_after_idle)
+    return engine
+
+
+def _ping_when_idle(pool: Pool, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only if it sat idle for `idle_seconds`.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout, and its asyncpg ping is three round
+    trips (BEGIN, an empty statement, ROLLBACK): more than the upload's own INSERT transaction.
+    A connection in steady use does not need it; one that sat idle may have been closed by a
+    database restart or an idle timeout. A failed ping replaces every pooled connection, as
+    pre-ping does; a connection that dies while in use is found by its failing statement
+    (a 503, and SQLAlchemy replaces the pool the same way).
+    """
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            raise InvalidatePoolError(f"ping of an idle connection failed: {exc}") from exc
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -11,6 +11,7 @@ a worker whose lease expired cannot overwrite the outcome of the worker that too
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, cast
 
@@ -48,6 +49,36 @@ def insert_job(values: dict[str, Any]) -> Executable:
             index_elements=["request_key"], index_where=text("status <> 'failed'")
         )
         .returning(*jobs.c)
+    )
+
+
+# The API's INSERT (plain SQL, run with `exec_driver_sql`: the ORM's execute path and Core's
+# compilation cost more CPU than the statement), with the blob's shared lock taken in the same
+# statement: the row comes out of the CTE, so the lock is held before the row is written, and
+# until the commit, exactly as `lock_blob` then `insert_job` in two round trips. ($9 is the
+# digest again, as text for the hash: one parameter in two contexts would need one type.)
+INSERT_JOB_SQL = """
+WITH blob_lock AS (SELECT pg_advisory_xact_lock_shared(hashtextextended($9::text, 0)))
+INSERT INTO imgproc_jobs (id, operation, params, status, request_key, input_sha256,
+                          input_format, input_bytes, request_id)
+SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8 FROM blob_lock
+ON CONFLICT (request_key) WHERE status <> 'failed' DO NOTHING
+RETURNING *
+"""
+
+
+def insert_job_params(values: dict[str, Any]) -> tuple[Any, ...]:
+    """The parameters of INSERT_JOB_SQL from the same `values` that `insert_job` takes."""
+    return (
+        values["id"],
+        values["operation"],
+        json.dumps(values["params"]),  # jsonb goes to asyncpg as text (SQLAlchemy's codec)
+        values["request_key"],
+        values["input_sha256"],
+        values["input_format"],
+        values["input_bytes"],
+        values.get("request_id"),
+        values["input_sha256"],
     )
 
 

@@ -196,7 +196,12 @@ async def insert_using_blob(
     the bytes are written again.
     """
     digest = values["input_sha256"]
-    await session.execute(repo.lock_blob(digest, shared=True))
+    # The lock and the INSERT in one statement; the file is checked after it, still inside the
+    # transaction and under the lock, so the clean-up cannot run before the commit either way.
+    connection = await session.connection()
+    job = repo.record(
+        await connection.exec_driver_sql(repo.INSERT_JOB_SQL, repo.insert_job_params(values))
+    )
     # A stat of a local file: cheaper inline than a thread hop while holding a connection.
     # An object store's HEAD is a network round trip: a thread, not the event loop.
     if store.local_path(digest) is not None:
@@ -205,7 +210,7 @@ async def insert_using_blob(
         present = await anyio.to_thread.run_sync(store.has, digest)
     if not present:
         await anyio.to_thread.run_sync(store.put, data, digest)
-    return repo.record(await session.execute(repo.insert_job(values)))
+    return job
 
 
 async def forget_unreferenced(*, session: AsyncSession, store: BlobStore, digest: str) -> None:
