@@ -75,6 +75,18 @@ class AsyncCache(_Breaker):
         except (redis.RedisError, OSError) as exc:
             self._failed("set", exc)
 
+    async def set_many(self, *entries: tuple[str, str, int, bool]) -> None:
+        """`set` for several `(key, value, ttl, only_if_missing)` in one round trip."""
+        if not self._available():
+            return
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, value, ttl, only_if_missing in entries:
+                    pipe.set(key, value, ex=ttl, nx=only_if_missing)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._failed("set", exc)
+
     async def delete(self, key: str) -> None:
         if not self._available():
             return

@@ -77,11 +77,24 @@ class StatusCache:
         return None if raw is None else TaskStatus.model_validate_json(raw)
 
     async def remember_new(self, request_key: str, status: TaskStatus) -> None:
-        """A job was created (or found as a twin): map its request to it, cache its status."""
-        await self.client.set(
-            self.keys.dedup(request_key), str(status.task_id), ttl=self.settings.final_ttl_seconds
+        """A job was created (or found as a twin): map its request to it, cache its status.
+
+        One round trip for both (the status as `fill` writes it: only if missing).
+        """
+        await self.client.set_many(
+            (
+                self.keys.dedup(request_key),
+                str(status.task_id),
+                self.settings.final_ttl_seconds,
+                False,
+            ),
+            (
+                self.keys.status(status.task_id),
+                status.model_dump_json(),
+                ttl_for(self.settings, status.status),
+                True,
+            ),
         )
-        await self.fill(status)
 
     async def fill(self, status: TaskStatus) -> None:
         """Cache a status read from PostgreSQL, unless a worker wrote a newer one meanwhile."""
