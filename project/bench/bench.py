@@ -5,9 +5,14 @@
    timed in alternating short windows so that both sides see the same machine. Three photo
    sizes; the tiny one shows the pipeline's fixed cost per job, and a no-op Celery task shows
    how much of that is Celery's own message handling.
-2. Submit path: locust, headless, POST /resize with a ~200 KB JPEG (worker stopped: the API
-   alone is measured, jobs just queue up).
+2. Submit path: our API next to a minimal upload-and-enqueue app (floor_app.py), windows
+   alternating, each upload a new 232 KB JPEG: throughput and API CPU per upload
+   (devtools/submit_floor.py); then locust's latency percentiles at fixed request rates.
+   No worker: the API alone is measured, jobs just queue up.
 3. Cache: latency of a request answered by an identical earlier one vs a new job.
+4. Two worker processes vs one, draining the same kind of queue in alternating rounds.
+
+`--quick` runs every part smaller (about two minutes); `--only PART` runs one part.
 
 Everything runs in a throw-away database and Redis prefix, removed at the end.
 """
@@ -43,6 +48,7 @@ from devtools.launch import (
     worker_args,
 )
 from devtools.samples import encode, photo_like
+from devtools.submit_floor import Side, compare, ratio_by_thirds, start_floor
 from sqlalchemy import Engine, text
 
 from imgproc.celery_app import create_celery
@@ -273,10 +279,15 @@ def locust_run(
     raise RuntimeError(f"locust made no /resize request; see {prefix}_stats.csv")
 
 
-def cache_latency(base_url: str, count: int) -> tuple[list[float], list[float]]:
+def cache_latency(
+    base_url: str, count: int, api_pid: int
+) -> tuple[list[float], list[float], float, float]:
+    """Latencies of `count` new jobs, then of `count` identical repeats; and the API's CPU
+    seconds per request of each kind (on a busy machine the steadier figure)."""
     image = encode(photo_like(1600, 1200, seed=7), "JPEG", quality=90)
     misses, hits = [], []
     with httpx.Client(base_url=base_url, timeout=30) as client:
+        cpu = cpu_seconds(api_pid)
         for i in range(count):
             started = time.perf_counter()
             r = client.post(
@@ -284,12 +295,14 @@ def cache_latency(base_url: str, count: int) -> tuple[list[float], list[float]]:
             )
             misses.append(time.perf_counter() - started)
             assert r.json()["cache_hit"] is False
+        miss_cpu, cpu = (cpu_seconds(api_pid) - cpu) / count, cpu_seconds(api_pid)
         for _ in range(count):
             started = time.perf_counter()
             r = client.post("/resize", files={"file": ("a.jpg", image)}, data={"width": "50"})
             hits.append(time.perf_counter() - started)
             assert r.json()["cache_hit"] is True
-    return misses, hits
+        hit_cpu = (cpu_seconds(api_pid) - cpu) / count
+    return misses, hits, miss_cpu, hit_cpu
 
 
 def ms(values: list[float], q: float) -> str:
@@ -315,8 +328,21 @@ def main() -> None:
     )
     parser.add_argument("--cache-requests", type=int, default=30)
     parser.add_argument("--pool", default="solo", choices=["prefork", "solo"])
-    parser.add_argument("--only", choices=["pipeline", "locust", "cache"], help="run one part")
+    parser.add_argument("--floor-rounds", type=int, default=6, help="submit vs floor: rounds")
+    parser.add_argument("--floor-seconds", type=float, default=3.0, help="... seconds per window")
+    parser.add_argument("--connections", type=int, default=16, help="... client connections")
+    parser.add_argument("--scale-jobs", type=int, default=90, help="scaling: jobs per drain")
+    parser.add_argument("--scale-rounds", type=int, default=2, help="scaling: rounds")
+    parser.add_argument(
+        "--only", choices=["pipeline", "submit", "locust", "cache", "scaling"], help="one part"
+    )
+    parser.add_argument("--quick", action="store_true", help="every part smaller (~2 minutes)")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.big_images, args.tiny_images = 90, 12, 150
+        args.noop_messages, args.seconds, args.rates = 500, 8, "1"
+        args.floor_rounds, args.floor_seconds, args.cache_requests = 3, 2.0, 20
+        args.scale_jobs, args.scale_rounds = 45, 1
 
     # The worker keeps freed image memory (imgproc.images.memory); so does the plain loop here.
     keep_freed_memory()
@@ -336,6 +362,9 @@ def main() -> None:
             prometheus_multiproc_dir=None,
             # As deployed: the worker writes its two JSON lines per job, and they cost CPU.
             log_level="INFO",
+            # The submit parts queue thousands of jobs with no worker: shedding stays on (its
+            # check is part of the cost) with a bound they never reach.
+            max_queued_jobs=1_000_000,
         )
         try:
             upgrade(url)
@@ -459,8 +488,9 @@ def drain(
     return result
 
 
-def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> float:
-    """Seconds per message for a solo worker draining `count` no-op messages (see noop_worker)."""
+def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> tuple[float, float]:
+    """(seconds, worker CPU seconds) per message for a worker draining `count` no-op messages
+    (see noop_worker)."""
     sender = create_celery(settings)
     env = settings_env(settings)
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
@@ -486,10 +516,11 @@ def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> float
         wait_for(drained, timeout=60, what="the warm-up messages", interval=0.005)
         os.killpg(worker.pid, signal.SIGSTOP)
         send(count)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(worker.pid)
         os.killpg(worker.pid, signal.SIGCONT)
         wait_for(drained, timeout=120, what="the no-op messages", interval=0.002)
-        return (time.perf_counter() - started) / count
+        seconds = time.perf_counter() - started
+        return seconds / count, (cpu_seconds(worker.pid) - cpu) / count
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(worker.pid, signal.SIGCONT)
@@ -536,12 +567,22 @@ def bench_pipeline(
         " pipeline's fixed cost per job)"
     )
     if args.noop_messages > 0:
-        floor = celery_floor(settings, root, args.noop_messages, args.pool)
+        floor, floor_cpu = celery_floor(settings, root, args.noop_messages, args.pool)
         print(
             f"   Celery alone (a no-op task, same configuration, {args.pool}): {1 / floor:.0f}"
-            " messages/s,"
-            f" {floor * 1000:.2f} ms per message"
+            f" messages/s, {floor * 1000:.2f} ms per message ({floor_cpu * 1000:.2f} ms of worker"
+            " CPU)"
         )
+        for workload, r in results:
+            if workload.name == "tiny":
+                overhead = 1 / r["pipeline"] - 1 / r["plain"]
+                cpu_overhead = r["worker_cpu"] - r["plain_cpu"]
+                beyond, beyond_cpu = overhead - floor, cpu_overhead - floor_cpu
+                print(
+                    f"   Fixed cost per job beyond Celery's floor: {beyond * 1000:.2f} ms of time,"
+                    f" {beyond_cpu * 1000:.2f} ms of worker CPU (tiny photos: pipeline minus"
+                    " plain loop, minus the no-op task; target <= 1 ms)"
+                )
     for workload, r in results:
         print(
             f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
@@ -560,7 +601,7 @@ def bench_locust(settings: Settings, root: Path, args: argparse.Namespace, base_
     kb = len(encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)) // 1024
     print()
     print(
-        f"2) Submit path: locust headless, {args.users} users, {args.seconds} s per load level, "
+        f"   Latency: locust headless, {args.users} users, {args.seconds} s per load level, "
         f"POST /resize with a {kb} KB JPEG, a new job each (API alone, worker stopped)"
     )
     print("   per user    offered   achieved  failures    p50    p95    p99    max  (ms)")
@@ -578,16 +619,119 @@ def bench_locust(settings: Settings, root: Path, args: argparse.Namespace, base_
     print("   (target: p99 < 100 ms)")
 
 
-def bench_cache(args: argparse.Namespace, base_url: str) -> None:
-    misses, hits = cache_latency(base_url, args.cache_requests)
+def bench_submit_floor(
+    settings: Settings, root: Path, args: argparse.Namespace, api: Child, port: int
+) -> None:
+    jpeg = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)
+    floor_port = free_port()
+    floor = start_floor(settings, root / "floor.log", port=floor_port)
+    try:
+        ours = Side("ours", port, api.pid, cpu_seconds)
+        base = Side("floor", floor_port, floor.pid, cpu_seconds)
+        compare(
+            ours,
+            base,
+            jpeg,
+            rounds=args.floor_rounds,
+            seconds=args.floor_seconds,
+            connections=args.connections,
+        )
+    finally:
+        floor.stop()
+    print()
+    print("2) Submit path: our API vs the floor (floor_app.py: FastAPI saves the bytes under a")
+    print("   random name, sends a stock Celery task; no validation, fsync, database, cache). One")
+    print(
+        f"   uvicorn process each, {args.connections} keep-alive connections, closed loop,"
+        f" {args.floor_rounds} rounds of {args.floor_seconds:g} s"
+    )
+    print(
+        f"   windows alternating (ours, floor); each POST /resize a new {len(jpeg) // 1024} KB JPEG"
+        " (unique bytes), a new job; no worker."
+    )
+    print("              answers  requests/s  API CPU per upload  failures")
+    for side in (ours, base):
+        cpu_ms = side.cpu_per_request * 1000
+        print(
+            f"   {side.name:8} {side.answers:9} {side.rate:10.1f}/s {cpu_ms:12.2f} ms"
+            f" {side.failures:9}"
+        )
+    thirds = " ".join(f"{t:.2f}" for t in ratio_by_thirds(ours, base))
+    print(
+        f"   ours / floor: throughput {ours.rate / base.rate:.2f} (by thirds: {thirds}),"
+        f" CPU per upload {ours.cpu_per_request / base.cpu_per_request:.2f}x"
+    )
+    print("   (targets: API CPU per upload <= 3 ms; throughput >= 0.80 of the floor's)")
+
+
+def bench_scaling(
+    settings: Settings, root: Path, args: argparse.Namespace, base_url: str, engine: Engine
+) -> None:
+    """Two worker processes vs one on the same kind of queue, rounds alternating."""
+    workload = WORKLOADS[0]
+    workers = [
+        start_worker(settings, root / f"scale-{i}.log", concurrency=1, pool=args.pool)
+        for i in range(2)
+    ]
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        # Warm-up: each worker runs a few jobs of each operation before the clock starts.
+        wait_finished(engine, submit_all(workload.images(12, seed=7000), base_url, workload))
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGSTOP)
+        seed = 8000
+        for _ in range(args.scale_rounds):
+            for count in (1, 2):
+                ids = submit_all(workload.images(args.scale_jobs, seed=seed), base_url, workload)
+                seed += args.scale_jobs
+                started = time.time()
+                for worker in workers[:count]:
+                    os.killpg(worker.pid, signal.SIGCONT)
+                wait_finished(engine, ids)
+                finished = max(finished_at(engine, ids))
+                for worker in workers[:count]:
+                    os.killpg(worker.pid, signal.SIGSTOP)
+                rates[count].append(len(ids) / (finished - started))
+    finally:
+        for worker in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGCONT)
+            worker.stop()
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    pairs = " ".join(f"{b / a:.2f}" for a, b in zip(rates[1], rates[2], strict=True))
+    print()
+    print(
+        f"4) Scaling: {args.scale_jobs} queued {workload.name} jobs (resize / grayscale / crop)"
+        f" drained by one worker process, then by two (--pool {args.pool} each),"
+        f" {args.scale_rounds} rounds alternating"
+    )
+    print(
+        f"   one worker {one:.1f} jobs/s, two workers {two:.1f} jobs/s (medians): {two / one:.2f}x"
+        f" (each round: {pairs}); target >= 1.70x"
+    )
+    print(
+        f"   CPUs this process may use: {len(os.sched_getaffinity(0))}; load average"
+        f" {os.getloadavg()[0]:.1f} (others' work takes cores from the workers too)"
+    )
+
+
+def bench_cache(args: argparse.Namespace, base_url: str, api: Child) -> None:
+    misses, hits, miss_cpu, hit_cpu = cache_latency(base_url, args.cache_requests, api.pid)
     print()
     print(
         f"3) Cache: {args.cache_requests} new jobs vs {args.cache_requests} identical "
         "repeats (same 1600x1200 JPEG)"
     )
-    print(f"   miss (new job)        p50 {ms(misses, 0.5):>6} ms   p95 {ms(misses, 0.95):>6} ms")
-    print(f"   hit (existing job)    p50 {ms(hits, 0.5):>6} ms   p95 {ms(hits, 0.95):>6} ms")
+    print(
+        f"   miss (new job)        p50 {ms(misses, 0.5):>6} ms   p95 {ms(misses, 0.95):>6} ms"
+        f"   API CPU {miss_cpu * 1000:5.2f} ms per request"
+    )
+    print(
+        f"   hit (existing job)    p50 {ms(hits, 0.5):>6} ms   p95 {ms(hits, 0.95):>6} ms"
+        f"   API CPU {hit_cpu * 1000:5.2f} ms per request"
+    )
     print(f"   speed-up at p50       {statistics.median(misses) / statistics.median(hits):.1f}x")
+    print("   (target: hit p50 <= 2 ms)")
 
 
 def run(settings: Settings, root: Path, args: argparse.Namespace) -> None:
@@ -602,10 +746,14 @@ def run(settings: Settings, root: Path, args: argparse.Namespace) -> None:
     try:
         if args.only in (None, "pipeline"):
             bench_pipeline(settings, root, args, base_url, engine)
+        if args.only in (None, "submit"):
+            bench_submit_floor(settings, root, args, api, port)
         if args.only in (None, "locust"):
             bench_locust(settings, root, args, base_url)
         if args.only in (None, "cache"):
-            bench_cache(args, base_url)
+            bench_cache(args, base_url, api)
+        if args.only in (None, "scaling"):
+            bench_scaling(settings, root, args, base_url, engine)
     finally:
         api.stop()
         engine.dispose()
