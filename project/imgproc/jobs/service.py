@@ -1,18 +1,22 @@
 """Submit a job, read its status, find its result: the API's side of a job's life.
 
 Every function takes exactly what it touches, as keyword arguments (the routes get them from
-`deps.py`). Submitting is four steps, each its own function:
+`deps.py`). Submitting is five steps, each its own function:
 
-1. `check_upload`: refuse what no worker may see (too big, empty, not an image, too many pixels,
-   parameters that do not fit the image), and compute the request's identity;
-2. `find_twin`: an identical request already has a live job -> answer with it;
-3. `record_job`: store the upload (fsynced) and INSERT its row (or meet the twin that won);
-4. `enqueue`: send the job id to the workers (a failure is left to the reconciler).
+1. `identify`: refuse an empty or too large upload, and compute the request's identity (the
+   bytes' sha256 with the operation and its normalized parameters);
+2. `find_twin`: an identical request already has a live job -> answer with it (that request
+   passed step 3 with the same bytes and parameters, so a repeat skips it);
+3. `check_upload`: refuse what no worker may see (not an image, cut off, too many pixels,
+   parameters that do not fit the image);
+4. `record_job`: store the upload (fsynced) and INSERT its row (or meet the twin that won);
+5. `enqueue`: send the job id to the workers (a failure is left to the reconciler).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +68,10 @@ def request_key(input_sha256: str, operation: Operation, params: OperationParams
     return sha256_hex(f"{input_sha256}\n{operation}\n{canonical_params(params)}".encode())
 
 
-def _inspect(data: bytes, max_pixels: int) -> tuple[str, ImageInfo]:
-    return sha256_hex(data), inspect_image(data, max_pixels=max_pixels)
-
-
-async def check_upload(
+async def identify(
     data: bytes, *, operation: Operation, params: OperationParams, settings: Settings
-) -> Upload:
-    """Validate the upload and its parameters before anything is stored."""
+) -> tuple[str, str]:
+    """Refuse an empty or too large upload; return (its sha256, the request key)."""
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(
             f"the upload is {len(data)} bytes; the limit is {settings.max_upload_bytes}"
@@ -79,11 +79,23 @@ async def check_upload(
     if not data:
         raise UnsupportedImage("the upload is empty")
     if len(data) > _INLINE_LIMIT:
-        digest, info = await anyio.to_thread.run_sync(_inspect, data, settings.max_pixels)
+        digest = await anyio.to_thread.run_sync(sha256_hex, data)
     else:
-        digest, info = _inspect(data, settings.max_pixels)
+        digest = sha256_hex(data)
+    return digest, request_key(digest, operation, params)
+
+
+async def check_upload(
+    data: bytes, *, digest: str, key: str, params: OperationParams, settings: Settings
+) -> Upload:
+    """Validate the image and its parameters before anything is stored."""
+    if len(data) > _INLINE_LIMIT:
+        inspect = functools.partial(inspect_image, data, max_pixels=settings.max_pixels)
+        info = await anyio.to_thread.run_sync(inspect)
+    else:
+        info = inspect_image(data, max_pixels=settings.max_pixels)
     check_params(info, params, max_pixels=settings.max_pixels)
-    return Upload(data, digest, info, request_key(digest, operation, params))
+    return Upload(data, digest, info, key)
 
 
 async def find_twin(*, session: AsyncSession, cache: StatusCache, key: str) -> TaskStatus | None:
@@ -167,10 +179,11 @@ async def submit_job(
     request_id: str | None,
 ) -> Submitted:
     """Validate, store, record and enqueue one request (or answer with its identical twin)."""
-    upload = await check_upload(data, operation=operation, params=params, settings=settings)
-    twin = await find_twin(session=session, cache=cache, key=upload.request_key)
+    digest, key = await identify(data, operation=operation, params=params, settings=settings)
+    twin = await find_twin(session=session, cache=cache, key=key)
     if twin is not None:
         return Submitted(twin, cache_hit=True)
+    upload = await check_upload(data, digest=digest, key=key, params=params, settings=settings)
     status, created = await record_job(
         session=session,
         store=store,
