@@ -73,7 +73,7 @@ class TcpProxy:
                 listener.shutdown(socket.SHUT_RDWR)
             listener.close()
         for sock in sockets:
-            _close(sock)
+            reset_socket(sock)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -85,12 +85,12 @@ class TcpProxy:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
             except OSError:
-                _close(client)
+                reset_socket(client)
                 continue
             with self._lock:
                 if self._listener is not listener:  # cut meanwhile
-                    _close(client)
-                    _close(upstream)
+                    reset_socket(client)
+                    reset_socket(upstream)
                     return
                 self._sockets.update((client, upstream))
                 self.connections += 1
@@ -107,8 +107,8 @@ class TcpProxy:
             with self._lock:
                 self._sockets.discard(src)
                 self._sockets.discard(dst)
-            _close(src)
-            _close(dst)
+            reset_socket(src)
+            reset_socket(dst)
 
     def __enter__(self) -> TcpProxy:
         return self.start()
@@ -117,7 +117,8 @@ class TcpProxy:
         self.cut()
 
 
-def _close(sock: socket.socket) -> None:
+def reset_socket(sock: socket.socket) -> None:
+    """Close `sock` as a crashed peer would (a reset), waking a thread blocked on it."""
     # shutdown() first: it wakes the thread blocked in recv() on this socket (a bare close()
     # would leave the kernel socket open until that recv returned, and the peer unaware).
     # SO_LINGER 0 makes the close a reset, as from a crashed peer.

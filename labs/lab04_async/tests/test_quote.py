@@ -22,8 +22,8 @@ import psycopg
 import pytest
 
 from labs.lab01_rest.tests.test_items_contract import create_item, show
-from labs.lab03_cache.tests.faulty_tcp import FaultyTcp
 from labs.lab04_async.tests.conftest import PRICING_ATTEMPTS, PRICING_BACKOFF, PRICING_TIMEOUT
+from shared.testing.faulty_tcp import FaultyTcp
 from shared.testing.pricing import PricingControl
 from shared.testing.server import AppServer
 

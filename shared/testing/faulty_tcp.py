@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import threading
 from typing import Literal
+
+from shared.testing.tcp_proxy import reset_socket
 
 Mode = Literal["hang", "reset", "forward"]
 CHUNK = 65536
@@ -68,7 +69,7 @@ class FaultyTcp:
         with self._lock:
             sockets, self._open = self._open, set()
         for sock in sockets:
-            _reset(sock)
+            reset_socket(sock)
 
     def _accept(self) -> None:
         while True:
@@ -111,9 +112,9 @@ class FaultyTcp:
                 self._open.discard(conn)
                 if upstream is not None:
                     self._open.discard(upstream)
-            _reset(conn)
+            reset_socket(conn)
             if upstream is not None:
-                _reset(upstream)
+                reset_socket(upstream)
 
     def __enter__(self) -> FaultyTcp:
         return self.start()
@@ -133,14 +134,3 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-def _reset(sock: socket.socket) -> None:
-    # SO_LINGER 0: the close is a reset, as from a crashed peer; shutdown() first wakes a
-    # thread blocked in recv() on this socket.
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        sock.close()
