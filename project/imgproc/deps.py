@@ -41,6 +41,7 @@ class Resources:
     async def close(self) -> None:
         await self.cache.close()
         await self.engine.dispose()
+        await self.queue.aclose()
         self.queue.close()
 
     def attach(self, app: FastAPI) -> None:

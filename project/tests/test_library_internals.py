@@ -7,13 +7,20 @@ upgrade moves what we rely on, instead of letting the worker break (or silently 
   (`ConnectionPool.get_connection`, `pack_commands`, `send_packed_command`, `read_response`,
   `can_read`) so a job never waits for Redis's reply;
 - `broker.Channel` overrides kombu's private `Channel._create_client` so its per-message
-  bookkeeping reuses one Redis client instead of building one per step.
+  bookkeeping reuses one Redis client instead of building one per step;
+- `jobs.queue.JobQueue.send` writes the broker message itself (Celery builds it, the envelope
+  is kombu's Redis transport's), so the API publishes with one LPUSH from its event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import inspect
+import json
+import uuid
 from importlib.metadata import version
+from typing import Any
 
 import kombu.transport.redis as kombu_redis
 import pytest
@@ -23,6 +30,7 @@ from redis.connection import AbstractConnection, ConnectionPool
 from imgproc.broker import Channel, Transport
 from imgproc.cache.service import SyncCache
 from imgproc.config import Settings
+from imgproc.jobs.queue import JobQueue
 from imgproc.jobs.status_cache import StatusKeys
 
 
@@ -95,3 +103,42 @@ def test_our_channel_reuses_one_client_for_its_bookkeeping(settings: Settings) -
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
             assert first is second, "the bookkeeping client must be built once, not per message"
             assert first.ping()
+
+
+def _without_ids(raw: bytes) -> dict[str, Any]:
+    """A broker message with what differs per message (task id, delivery tag) taken out."""
+    message: dict[str, Any] = json.loads(raw)
+    task_id = message["headers"].pop("id")
+    assert message["headers"].pop("root_id") == task_id
+    assert message["properties"].pop("correlation_id") == task_id
+    uuid.UUID(message["properties"].pop("delivery_tag"))
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    return message
+
+
+def test_the_api_sends_exactly_what_kombu_would_publish(settings: Settings) -> None:
+    s = settings.model_copy(update={"celery_queue": f"internals-{uuid.uuid4().hex[:8]}"})
+    queue = JobQueue.from_settings(s)
+    key = f"{s.redis_prefix}{s.celery_queue}"
+    reader = redis.Redis.from_url(s.redis_url)
+
+    async def send() -> None:
+        try:
+            await queue.send("job-1")
+        finally:
+            await queue.aclose()
+
+    try:
+        queue.publish("job-1")  # Celery + kombu, the reference
+        asyncio.run(send())
+        assert reader.llen(key) == 2, "send() must push onto the queue's own list"
+        kombus, ours = reader.rpop(key), reader.rpop(key)  # oldest first
+        assert kombus is not None and ours is not None
+        assert _without_ids(ours) == _without_ids(kombus), (
+            "the message JobQueue.send builds differs from kombu's: revisit imgproc/jobs/queue.py"
+        )
+    finally:
+        for stale in reader.scan_iter(match=f"{s.redis_prefix}*{s.celery_queue}*"):
+            reader.delete(stale)
+        reader.close()
+        queue.close()

@@ -159,7 +159,7 @@ async def record_job(
 async def enqueue(*, queue: JobQueue, metrics: ApiMetrics, job_id: uuid.UUID) -> None:
     """Send the job to the workers; if the broker fails, the reconciler sends it later."""
     try:
-        await anyio.to_thread.run_sync(queue.publish, str(job_id))
+        await queue.send(str(job_id))
     except Exception as exc:  # the row is committed: the reconciler sends it later
         metrics.enqueue_failures.inc()
         log.warning("enqueue_failed", job_id=str(job_id), error=str(exc))
@@ -340,7 +340,7 @@ async def _recompute(
     status = TaskStatus.from_record(job)
     await cache.overwrite(status)
     try:
-        await anyio.to_thread.run_sync(queue.publish, str(job_id))
+        await queue.send(str(job_id))
     except Exception as exc:  # the reconciler sends it later
         log.warning("enqueue_failed", job_id=str(job_id), error=str(exc))
     log.warning("result_lost_requeued", job_id=str(job_id))
