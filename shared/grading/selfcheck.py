@@ -216,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     def one_variant(path: Path, lab: Path) -> VariantOutcome:
-        out = check_variant(path, lab)
+        try:
+            out = check_variant(path, lab)
+        except Exception as exc:  # one broken variant must not lose the others' results
+            out = VariantOutcome(None, path, False, problem=f"could not be graded: {exc!r}")
         progress(f"{lab.name}/{path.stem}", out.ok, out.seconds)
         return out
 

@@ -128,7 +128,7 @@ def check_variant(path: Path, lab: Path, timeout: float = 60) -> VariantOutcome:
     started = time.monotonic()
     try:
         variant = parse(path, lab)
-    except VariantError as exc:
+    except (VariantError, OSError) as exc:  # OSError: renamed or removed since it was listed
         return VariantOutcome(None, path, False, problem=str(exc))
     with tempfile.TemporaryDirectory(prefix=f"hl-variant-{variant.name}-") as tmp:
         impl = Path(tmp) / "impl"
