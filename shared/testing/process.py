@@ -54,12 +54,24 @@ def wait_for(
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+_poller: httpx.Client | None = None
+
+
+def _poll_client() -> httpx.Client:
+    # One client for every readiness poll: each new httpx client loads the CA bundle (a
+    # noticeable cost at 10 polls a second on a busy machine), and polls are plain http.
+    global _poller
+    if _poller is None:
+        _poller = httpx.Client(timeout=1)
+    return _poller
+
+
 def http_ok(url: str, *, below: int = 500) -> Callable[[], bool]:
     """A readiness check: `url` answers with a status below `below`."""
 
     def ready() -> bool:
         try:
-            return httpx.get(url, timeout=1).status_code < below
+            return _poll_client().get(url).status_code < below
         except httpx.TransportError:
             return False
 
