@@ -32,7 +32,7 @@ from shared.testing.server import REPO_ROOT, AppServer, migrate_impl
 from shared.testing.tcp_proxy import TcpProxy
 
 # The earlier labs whose contract this lab re-runs, and this lab's contract for later labs.
-REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache")
+REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache", "lab04_async")
 CONTRACT = ("test_orders.py",)
 
 # What the tests promise the services (the handout's table): short, to keep grading fast.
