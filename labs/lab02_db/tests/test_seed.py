@@ -22,7 +22,7 @@ from shared.testing.server import run_in_impl
 
 TASK_SEED = "4. Seed 100,000 rows"
 ROWS = 100_000
-MORE = 1000  # the second run's --rows (enough that a restarted numbering repeats a name)
+MORE = 1000  # the second run's --rows, on the filled table
 
 STATS = (
     "SELECT count(*), count(DISTINCT name), count(DISTINCT category), count(DISTINCT price), "
