@@ -38,7 +38,7 @@ def test_caught_survived_and_wrong_task_variants_are_told_apart():
     names = ["answer-off-by-one", "survivor", "wrong-task"]
     with ThreadPoolExecutor(2) as pool:
         caught, survivor, wrong = pool.map(
-            lambda n: check_variant(VARIANTS / f"{n}.patch", DEMO_LAB), names
+            lambda n: check_variant(VARIANTS / f"{n}.patch", DEMO_LAB, full=True), names
         )
     assert caught.ok and caught.lost == {"1. Answer": 3.0}, caught
     assert not survivor.ok and "survived" in survivor.problem and survivor.lost == {}
@@ -61,3 +61,25 @@ def test_a_patch_that_no_longer_applies_is_named(tmp_path: Path):
     )
     outcome = check_variant(stale, DEMO_LAB)
     assert not outcome.ok and "does not apply to solution/" in outcome.problem
+
+
+def test_by_default_a_variant_is_graded_on_its_own_task_only_with_the_same_verdict():
+    names = ["answer-off-by-one", "survivor", "wrong-task"]
+    with ThreadPoolExecutor(2) as pool:
+        caught, survivor, wrong = pool.map(
+            lambda n: check_variant(VARIANTS / f"{n}.patch", DEMO_LAB), names
+        )
+    # Only task 1's tests ran: what wrong-task breaks (task 2) is not even graded.
+    assert caught.ok and caught.lost == {"1. Answer": 3.0}, caught
+    assert not survivor.ok and "survived" in survivor.problem
+    assert not wrong.ok and wrong.lost == {}, "its own task keeps full marks: not caught"
+
+
+def test_a_variant_naming_no_task_of_the_lab_is_told_so(tmp_path: Path):
+    text = (VARIANTS / "answer-off-by-one.patch").read_text()
+    typo = tmp_path / "typo.patch"
+    typo.write_text(text.replace("# task: 1. Answer", "# task: 1. Answers"))
+    outcome = check_variant(typo, DEMO_LAB)
+    assert not outcome.ok
+    assert "`# task: 1. Answers` is no task of the lab" in outcome.problem, outcome.problem
+    assert "1. Answer; 2. Health" in outcome.problem

@@ -81,6 +81,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print where the grading time went: set-up (servers, databases, seeding) and "
         "test calls, the lab's own tests apart from the re-run earlier labs",
     )  # fmt: skip
+    group.addoption(
+        "--grade-task", default=None, metavar="TASK",
+        help="run only the points tests of this task (its exact name, as in the table); "
+        "the self-check grades a known-bug variant this way",
+    )  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,6 +98,34 @@ def pytest_configure(config: pytest.Config) -> None:
     state = GradingState()
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "grading-state")
+
+
+def item_task(item: pytest.Item) -> str | None:
+    """The task a points test counts for (`Regression <lab>: ...` for a re-run), else None."""
+    marker = item.get_closest_marker("points")
+    if marker is None:
+        return None
+    task = str(marker.kwargs.get("task") or _module_task(item))
+    if origin := origin_lab(item):
+        # An earlier lab's test re-run on this lab's code: the cumulative regression.
+        task = f"Regression {origin}: {task}"
+    return task
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = config.getoption("grade_task")
+    if not wanted:
+        return
+    keep = [item for item in items if item_task(item) == wanted]
+    kept = set(keep)
+    if not keep:
+        known = sorted({t for item in items if (t := item_task(item)) is not None})
+        raise pytest.UsageError(
+            f"--grade-task {wanted!r} is no task of these tests; tasks: " + "; ".join(known)
+        )
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = keep
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -113,10 +146,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             continue
         if not marker.args:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.points needs a number")
-        task = str(marker.kwargs.get("task") or _module_task(item))
-        if origin := origin_lab(item):
-            # An earlier lab's test re-run on this lab's code: the cumulative regression.
-            task = f"Regression {origin}: {task}"
+        task = item_task(item) or "-"
         hidden = item.get_closest_marker("hidden") is not None
         state.points[item.nodeid] = (float(marker.args[0]), task, hidden)
 

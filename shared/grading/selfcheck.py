@@ -187,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         "solution/starter checks",
     )  # fmt: skip
     parser.add_argument("--no-variants", action="store_true", help="skip the variants")
+    parser.add_argument(
+        "--full", action="store_true",
+        help="grade each variant on the whole suite, not only its task's tests (slower; the "
+        "table then also shows what it loses on other tasks)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     patterns = [p for raw in args.variant for p in raw.replace(",", " ").split()]
 
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def one_variant(path: Path, lab: Path) -> VariantOutcome:
         try:
-            out = check_variant(path, lab)
+            out = check_variant(path, lab, full=args.full)
         except Exception as exc:  # one broken variant must not lose the others' results
             out = VariantOutcome(None, path, False, problem=f"could not be graded: {exc!r}")
         progress(f"{lab.name}/{path.stem}", out.ok, out.seconds)

@@ -13,6 +13,11 @@ breaks; the rest is a unified diff against the lab's `solution/`. The self-check
 `solution/` to a scratch folder, applies the diff with `patch -p1` and grades the copy like a
 submission. The variant is caught when it loses points on its task; it is a defect of the
 tests when it keeps full marks ("survived") or loses points only on other tasks.
+
+By default a variant is graded on its own task's tests only (`--grade-task`): the verdict is
+the same (caught exactly when it loses points there) at a fraction of the time, since a lab's
+re-runs of earlier labs and its other tasks are skipped. `full=True` grades the whole suite,
+which also shows what the variant loses elsewhere.
 """
 
 from __future__ import annotations
@@ -123,7 +128,9 @@ def task_of(entry_name: str) -> str:
     return entry_name.rsplit(": ", 1)[0]
 
 
-def check_variant(path: Path, lab: Path, timeout: float = 60) -> VariantOutcome:
+def check_variant(
+    path: Path, lab: Path, timeout: float = 60, *, full: bool = False
+) -> VariantOutcome:
     """Grade one variant like a submission and judge whether the tests caught it."""
     started = time.monotonic()
     try:
@@ -134,8 +141,13 @@ def check_variant(path: Path, lab: Path, timeout: float = 60) -> VariantOutcome:
         impl = Path(tmp) / "impl"
         if error := apply(variant, impl):
             return VariantOutcome(variant, path, False, time.monotonic() - started, {}, error)
-        graded = grade(lab, impl, timeout=timeout)
+        extra = () if full else ("--grade-task", variant.task)
+        graded = grade(lab, impl, timeout=timeout, extra=extra)
     seconds = time.monotonic() - started
+    if graded.data is None and "is no task of these tests" in graded.output:
+        said = next(ln for ln in graded.output.splitlines() if "is no task" in ln)
+        problem = f"`# task: {variant.task}` is no task of the lab: " + said.split("; ", 1)[-1]
+        return VariantOutcome(variant, path, False, seconds, {}, problem)
     if graded.data is None:
         problem = f"{graded.note}; pytest said:\n{graded.tail()}"
         return VariantOutcome(variant, path, False, seconds, {}, problem)
