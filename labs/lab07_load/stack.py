@@ -3,7 +3,9 @@
 Used by lab 7's grading tests and by `make load-summary`. From lab 5 on, the shop API answers
 `POST /orders` with 201 only when RabbitMQ confirmed the order's event, and the broker
 confirms only a message that reaches a queue: the notifications service declares and binds
-that queue. So it starts first, and the API only once the queue exists.
+that queue. So the API is handed out only once the queue exists. Both start at the same time:
+the API opens its RabbitMQ connections on the first publish, so it does not need the queue to
+start, and two processes importing their code in parallel start in about half the time.
 
 Every RabbitMQ name starts with the run's QUEUE_PREFIX (`<prefix>events`,
 `<prefix>notifications`, ...); `delete_queues` removes them at the end.
@@ -59,9 +61,20 @@ def delete_queues(amqp_url: str, prefix: str) -> None:
         connection.close()
 
 
+def wait_for_queue(child: Child, env: dict[str, str]) -> None:
+    """Wait until the consumer `child` has declared its work queue."""
+    work_queue = f"{env['QUEUE_PREFIX']}notifications"
+    child.wait_until(
+        lambda: queue_exists(env["AMQP_URL"], work_queue),
+        timeout=30,
+        what=f"declaring the queue {work_queue}",
+    )
+
+
 @contextlib.contextmanager
-def consumer(impl: Path, env: dict[str, str]) -> Iterator[Child | None]:
-    """Run `python -m notifications` in `impl` (if it has one) until its queue exists."""
+def consumer(impl: Path, env: dict[str, str], *, wait: bool = True) -> Iterator[Child | None]:
+    """Run `python -m notifications` in `impl` (if it has one); with `wait`, until its queue
+    exists (without it, call `wait_for_queue` before the queue is needed)."""
     if not has_consumer(impl):
         yield None
         return
@@ -74,13 +87,10 @@ def consumer(impl: Path, env: dict[str, str]) -> Iterator[Child | None]:
         Path(log),
         cwd=impl,
     )
-    work_queue = f"{env['QUEUE_PREFIX']}notifications"
     try:
-        child.start().wait_until(
-            lambda: queue_exists(env["AMQP_URL"], work_queue),
-            timeout=30,
-            what=f"declaring the queue {work_queue}",
-        )
+        child.start()
+        if wait:
+            wait_for_queue(child, env)
         yield child
     finally:
         child.stop()
@@ -95,7 +105,9 @@ def service(impl: Path, env: dict[str, str]) -> Iterator[AppServer]:
     at the end.
     """
     try:
-        with consumer(impl, env), AppServer(impl, env) as server:
+        with consumer(impl, env, wait=False) as notifications, AppServer(impl, env) as server:
+            if notifications is not None:
+                wait_for_queue(notifications, env)
             yield server
     finally:
         if has_consumer(impl):

@@ -4,17 +4,24 @@ Each run happens in a fresh temporary folder (locust's working directory), with 
 `load/locust.conf` and these options on the command line, which override the file's:
 `-f <files> --host <url> [-u N -r N -t Ns]`. The grader's own SLO file is passed through
 SLO_CONFIG, so the verdicts do not depend on the thresholds a student chose.
+
+A run with `probe=True` also loads the grader's `probe.py` (one more `-f` file, no users):
+it records every request locust counts (method, name, URL, status, counted as failed) to
+`probe.jsonl` in the run's folder, which the reports cannot show (they group by name).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # The handout fixes these: the request names of the four tasks, and where the reports go
 # (relative to the folder locust runs in).
@@ -32,6 +39,9 @@ REPORTS = {
     "html": "reports/load.html",
 }
 
+PROBE = Path(__file__).with_name("probe.py")
+PROBE_LOG = "probe.jsonl"
+
 SLO_FAILED = re.compile(r"SLO failed: (\w+)")
 STEP = re.compile(r"step (\d+): (\d+) users\b.*?\bp95 (\d+) ms.*?: (SLO met|SLO failed)")
 SATURATION = re.compile(r"saturation at step (\d+) \((\d+) users\)")
@@ -46,6 +56,8 @@ class LoadRun:
     output: str
     folder: Path
     seconds_limit: float
+    # (item_id, quantity) of the orders the run made, when the fixture looked them up
+    orders: list[tuple[int, int]] = field(default_factory=list)
     _stats: list[dict[str, str]] | None = field(default=None, repr=False)
 
     def report(self, name: str) -> Path:
@@ -73,6 +85,13 @@ class LoadRun:
     def aggregated(self) -> dict[str, str] | None:
         return next((r for r in self.stats_rows() if r.get("Name") == "Aggregated"), None)
 
+    def requests(self) -> list[dict[str, Any]]:
+        """The probe's record of every request: method, name, path, query, status, failed."""
+        path = self.folder / PROBE_LOG
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
     def failed_slos(self) -> set[str]:
         return set(SLO_FAILED.findall(self.output))
 
@@ -81,11 +100,12 @@ class LoadRun:
 
 
 def locust_cmd(load_dir: Path, files: list[str], host: str, extra: list[str]) -> list[str]:
+    """`python -m locust` with the student's locust.conf, the locustfiles (paths) and `extra`."""
     cmd = [sys.executable, "-m", "locust"]
     config = load_dir / "locust.conf"
     if config.is_file():
         cmd += ["--config", str(config)]
-    cmd += ["-f", ",".join(str(load_dir / f) for f in files), "--host", host]
+    cmd += ["-f", ",".join(files), "--host", host]
     return cmd + extra
 
 
@@ -100,16 +120,23 @@ def run_locust(
     seconds: float | None = None,
     limit: float,
     env: dict[str, str] | None = None,
+    probe: bool = False,
 ) -> LoadRun:
     """Run locust in `folder` until it ends by itself, or stop it after `limit` seconds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(load_dir / f) for f in files]
+    if probe:
+        # A copy in the run's folder: the file's folder goes on locust's sys.path, and the
+        # tests folder must not shadow a student's module.
+        paths.append(str(shutil.copy(PROBE, folder / PROBE.name)))
     extra: list[str] = ["--headless"]
     if users is not None:
         extra += ["-u", str(users), "-r", str(users)]
     if seconds is not None:
         extra += ["-t", f"{seconds:g}s"]
-    cmd = locust_cmd(load_dir, list(files), host, extra)
-    folder.mkdir(parents=True, exist_ok=True)
+    cmd = locust_cmd(load_dir, paths, host, extra)
     child_env = {**os.environ, "SLO_CONFIG": str(slo_config), "PYTHONUNBUFFERED": "1"}
+    child_env["LAB7_PROBE_LOG"] = str(folder / PROBE_LOG)
     child_env.update(env or {})
     try:
         proc = subprocess.run(

@@ -3,19 +3,25 @@
 The student's `load/locustfile.py` runs headless against the shop (20 users, 12 s, the normal
 build). Every task of the handout must have made enough requests under its fixed name, none
 may fail, the mix must follow the weights, users must think between requests, and the users
-must be FastHttpUsers.
+must be FastHttpUsers. The grader's probe (loadrun.py) records each request: the items opened
+and ordered must be ones the users saw on a page, many different ones; and against the failing
+build every error answer must count as a failure.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from urllib.parse import parse_qs
 
+import psycopg
 import pytest
 
-from labs.lab07_load.tests.conftest import NORMAL_SECONDS, NORMAL_USERS
+from labs.lab07_load.tests.conftest import FAILURE_RATE, NORMAL_SECONDS, NORMAL_USERS
 from labs.lab07_load.tests.loadrun import TASKS, WEIGHTS, LoadRun
 
 TASK = "1. A locustfile of realistic users"
@@ -27,6 +33,11 @@ WEIGHT_TOLERANCE = 0.10  # each task's share may be this far from its weight's s
 # Requests per user per second: think time between(0.2, 0.8) gives about 2; no think time
 # gives dozens; far more than 1 s of thinking makes grading runs too thin.
 RATE_PER_USER = (0.5, 5.0)
+
+# Items opened and ordered: at least this share of the requests must name different items
+# (a random item of a 20-item page: nearly all differ; one id for everybody: one).
+MIN_DISTINCT = 0.5
+ITEM_PATH = re.compile(r"/items/(\d+)")
 
 NAMES = ", ".join(f"{method} {name}" for method, name in TASKS)
 
@@ -119,4 +130,70 @@ def test_users_are_fast_http_users(load_dir: Path) -> None:
     assert not slow, (
         f"{', '.join(slow)} should subclass locust's FastHttpUser (geventhttpclient), not "
         f"HttpUser (requests): it costs locust several times less CPU per request"
+    )
+
+
+def _page_ids(database_url: str, offsets: set[int]) -> set[int]:
+    """The ids of the items on the pages GET /items?limit=20&offset=<o> showed (id order)."""
+    ids: set[int] = set()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for offset in offsets:
+            rows = conn.execute("SELECT id FROM items ORDER BY id LIMIT 20 OFFSET %s", (offset,))
+            ids.update(int(row[0]) for row in rows)
+    return ids
+
+
+@pytest.mark.points(8, task=TASK)
+def test_users_open_and_order_items_they_saw(normal_run: LoadRun, database_url: str) -> None:
+    _require_stats(normal_run)
+    requests = normal_run.requests()
+    assert requests, "the grader's probe recorded no request of the normal run"
+    offsets = set()
+    for r in requests:
+        if r["name"] == "/items" and (offset := parse_qs(r["query"]).get("offset")):
+            offsets.add(int(offset[0]))
+    seen = _page_ids(database_url, offsets)
+    views = [int(m[1]) for r in requests if (m := ITEM_PATH.fullmatch(r["path"]))]
+    assert views, "no GET /items/{id} request in the normal run"
+    unseen = sorted(set(views) - seen)
+    assert not unseen, (
+        f"view_item opened items no page showed ({unseen[:5]}...): take the id from self.seen, "
+        f"the items of the last page the user browsed"
+    )
+    assert len(set(views)) >= len(views) * MIN_DISTINCT, (
+        f"{len(views)} GET /items/{{id}} requests opened only {len(set(views))} different "
+        f"items: pick a random item of self.seen each time (with one item for everybody, the "
+        f"cache answers every request, and the test measures a shop nobody visits)"
+    )
+    orders = normal_run.orders
+    assert orders, "the normal run made no order (POST /orders)"
+    ordered = [item_id for item_id, _ in orders]
+    assert set(ordered) <= seen, (
+        f"orders name items no page showed ({sorted(set(ordered) - seen)[:5]}...): order an "
+        f"item of self.seen"
+    )
+    assert len(set(ordered)) >= len(ordered) * MIN_DISTINCT, (
+        f"{len(ordered)} orders were for only {len(set(ordered))} different items: order a "
+        f"random item of self.seen"
+    )
+    quantities = {quantity for _, quantity in orders}
+    assert quantities <= {1, 2, 3}, (
+        f"orders had the quantities {sorted(quantities)}: the handout asks for 1 to 3"
+    )
+
+
+@pytest.mark.points(6, task=TASK)
+def test_an_error_answer_counts_as_failed(failing_run: LoadRun) -> None:
+    requests = failing_run.requests()
+    errors = [r for r in requests if (r["status"] or 0) >= 400]
+    assert errors, (
+        f"the failing build answers {FAILURE_RATE:.0%} of requests with 500, but the run "
+        f"recorded none ({len(requests)} requests). Output ends:\n{failing_run.tail(8)}"
+    )
+    passed = Counter(f"{r['method']} {r['name']}" for r in errors if not r["failed"])
+    assert not passed, (
+        f"locust counted these error answers (500 of the failing build) as successes: "
+        f"{dict(passed)}. With catch_response=True, call response.failure() for any status "
+        f"but the expected one (response.success() only for a good answer), or the SLO check "
+        f"never sees the errors"
     )

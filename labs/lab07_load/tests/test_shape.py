@@ -1,17 +1,23 @@
 """Lab 7, task 4: a step load that finds where the service saturates.
 
 `load/shape.py` runs with the locustfile: steps of STEP_USERS users every STEP_SECONDS (the
-grader: 20 users, 4 s, at most 15 steps). The grader's SLO here: p95 within 3x the normal
-run's p95 (at least 400 ms), at most 1 % failures. The shape must log one line per finished
+grader: 40 users, 4 s, at most 15 steps). The grader's SLO here: p95 within 3x the normal
+run's p95 (at least 150 ms), at most 1 % failures. The shape must log one line per finished
 step, stop at the first step that misses the SLO, and name it in a "saturation at step N
 (U users)" line; the statistics history must show the users growing step by step.
+
+The same tick() also runs on a fake clock and made-up statistics (checks.py): there the
+steps' timing is exact to the second, each step's own requests decide, and a run without
+saturation must end after MAX_STEPS.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +99,67 @@ def test_shape_stops_at_saturation_and_names_the_step(shape_run: LoadRun, shape_
         f"(return None from tick())"
     )
     assert (number + 1) * SHAPE_STEP_SECONDS < shape_run.seconds_limit
+
+
+# checks.py's fake run: STEP_USERS 40, STEP_SECONDS 4, MAX_STEPS 4, SLO p95 200 ms (and an
+# unreachable min_rps, which a step must not judge); one tick per second at 0, 1, 2, ...
+# "saturation": steps 1 and 2 answer in 20 and 30 ms (100 requests/s), step 3 in 1000 ms
+# (10 requests/s): only step 3's own requests show it. "no saturation": four fast steps.
+FAKE_STEP = (40, 4, 4)
+FAKE_STEPS = {
+    # scenario: (the tick that ends the run, [(requests, p95 ms, met) of steps 1, 2, ...])
+    "saturation": (12, [(400, 20, True), (400, 30, True), (40, 1000, False)]),
+    "no saturation": (16, [(400, 20, True), (400, 30, True), (400, 40, True), (400, 40, True)]),
+}
+STEP_REQUESTS = re.compile(r"step (\d+): \d+ users, (\d+) requests")
+
+
+@pytest.mark.points(10, task=TASK)
+def test_shape_steps_on_time_and_judges_each_step_alone(offline_checks: dict[str, Any]) -> None:
+    if "shape" not in offline_checks:
+        pytest.fail("no load/shape.py (the step load shape)", pytrace=False)
+    users, seconds, max_steps = FAKE_STEP
+    for scenario, (end, want_steps) in FAKE_STEPS.items():
+        answer = offline_checks["shape"][scenario]
+        where = (
+            f"In a fake run ({scenario}; STEP_USERS={users}, STEP_SECONDS={seconds}, "
+            f"MAX_STEPS={max_steps}, SLO p95 200 ms; tick() called at 0, 1, 2, ... s)"
+        )
+        assert "error" not in answer, f"{where} tick() raised:\n{answer['error']}"
+        ticks = answer["ticks"]
+        for tick in ticks:
+            second, got = tick["second"], tick["answer"]
+            want = (second // seconds + 1) * users if second < end else None
+            if want is None:
+                assert got is None, (
+                    f"{where} tick() at {second} s answered {got}: the run should have ended "
+                    f"at {end} s ({'saturation at step 3' if end == 12 else 'MAX_STEPS done'})"
+                    f" with None, and stay ended"
+                )
+            else:
+                assert got is not None and int(got[0]) == want and got[1] > 0, (
+                    f"{where} tick() at {second} s answered {got}, expected ({want}, a spawn "
+                    f"rate): step k runs k x STEP_USERS users for exactly STEP_SECONDS (the "
+                    f"step of second {second} is {second // seconds + 1})"
+                )
+        output = "\n".join(line for tick in ticks for line in tick["log"])
+        steps = [(int(n), int(p), v == "SLO met") for n, _, p, v in STEP.findall(output)]
+        counts = {int(n): int(r) for n, r in STEP_REQUESTS.findall(output)}
+        got_steps = [(counts.get(n, -1), p, met) for n, p, met in steps]
+        assert [n for n, _, _ in steps] == list(range(1, len(want_steps) + 1)) and (
+            got_steps == want_steps
+        ), (
+            f"{where} the step lines were {got_steps or 'none'} (requests, p95, SLO met), "
+            f"expected {want_steps}: judge each step on its own requests "
+            f"(self.snapshot().minus(self.step.start)) with evaluate(..., throughput=False). "
+            f"Log:\n{output}"
+        )
+        if scenario == "saturation":
+            assert SATURATION.findall(output) == [("3", "120")], (
+                f"{where} expected one line 'saturation at step 3 (120 users)'. Log:\n{output}"
+            )
+        else:
+            assert "no saturation" in output and not SATURATION.findall(output), (
+                f"{where} expected a line 'no saturation ...' after MAX_STEPS steps within the "
+                f"SLO. Log:\n{output}"
+            )
