@@ -12,7 +12,8 @@ Three independent set-ups, each with its own QUEUE_PREFIX:
 - `refuse`: a second shop API with no notifications service; the tests shape the broker's
   refusals themselves (a full queue, a missing exchange, no queue at all);
 - `outage`: a shop API and a notifications service that reach RabbitMQ through a TCP proxy
-  the test cuts and restores (the machine's RabbitMQ is never stopped).
+  the test cuts and restores, or stalls and resumes (the machine's RabbitMQ is never stopped);
+- `race`: two notifications services on one work queue, with nothing in front of them.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit
+from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit, StallingProxy
 from shared.testing.http import not_gradable
 from shared.testing.pricing import PricingControl
 from shared.testing.seed import seed_items
 from shared.testing.server import REPO_ROOT, AppServer, migrate_impl
-from shared.testing.tcp_proxy import TcpProxy
 
 # The earlier labs whose contract this lab re-runs, and this lab's contract for later labs.
 REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache", "lab04_async")
@@ -194,10 +194,15 @@ def refuse_client(refuse_server: AppServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def broker_proxy(amqp_url: str) -> Iterator[TcpProxy]:
+def broker_proxy(amqp_url: str) -> Iterator[StallingProxy]:
+    """The way to RabbitMQ of the `outage` set-up: the test cuts it, or stalls it."""
     target = urlsplit(amqp_url)
-    with TcpProxy(target.hostname or "127.0.0.1", target.port or 5672) as proxy:
+    proxy = StallingProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy.start()
+    try:
         yield proxy
+    finally:
+        proxy.cut()
 
 
 @pytest.fixture
@@ -207,8 +212,8 @@ def outage(
     amqp_url: str,
     rabbit: Rabbit,
     run_id: str,
-    broker_proxy: TcpProxy,
-) -> Iterator[tuple[httpx.Client, Notifications, TcpProxy]]:
+    broker_proxy: StallingProxy,
+) -> Iterator[tuple[httpx.Client, Notifications, StallingProxy]]:
     """A shop API and a notifications service that reach RabbitMQ through `broker_proxy`."""
     names = names_for(rabbit, run_id, "outage")
     env = {**app_env, "QUEUE_PREFIX": names.prefix, "AMQP_URL": broker_proxy.url_for(amqp_url)}
@@ -222,3 +227,25 @@ def outage(
             yield http, service, broker_proxy
     finally:
         service.close()
+
+
+# --------------------------------------------------------------------------- a race
+
+
+@pytest.fixture
+def race(
+    impl_dir: Path, app_env: dict[str, str], rabbit: Rabbit, run_id: str
+) -> Iterator[tuple[Names, list[Notifications]]]:
+    """Two notifications services consuming one work queue of their own. A failed message
+    waits a minute in their retry queue, so whatever went there is still there when the test
+    looks."""
+    names = names_for(rabbit, run_id, "race")
+    env = {**app_env, "QUEUE_PREFIX": names.prefix, "NOTIFY_RETRY_DELAY_MS": "60000"}
+    services = [Notifications(impl_dir, {**env, "LOG_LEVEL": "info"}, rabbit, names) for _ in "ab"]
+    try:
+        services[0].start()
+        services[1].start(consumers=2)
+        yield names, services
+    finally:
+        for service in services:
+            service.close()

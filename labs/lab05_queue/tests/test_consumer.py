@@ -3,9 +3,10 @@
 The broker delivers at least once: a message that was not acknowledged when its consumer
 died is delivered again. So the consumer acks only after its transaction committed (a crash
 before the ack is a redelivery, never a loss), and it is idempotent by message id (the
-redelivery changes nothing). To kill the consumer in the middle of a message, not between
-two, the grader holds a lock on the notifications table: the consumer's INSERT waits, and
-PostgreSQL shows it waiting; that is when the SIGKILL or SIGTERM comes.
+redelivery changes nothing, even when two consumers handle the same message at once). To
+catch the consumer in the middle of a message, not between two, the grader holds a lock on
+the notifications table: the consumer's INSERT waits, and PostgreSQL shows it waiting; that
+is when the SIGKILL or SIGTERM comes, or a second consumer's INSERT of the same message.
 """
 
 from __future__ import annotations
@@ -120,6 +121,55 @@ def test_a_message_delivered_again_has_no_second_effect(
     time.sleep(1.0)  # a failure handled without the retry queue shows now
     dead = [m for m in rabbit.take_all(main_names.dead) if m.properties.message_id == message_id]
     assert not dead, "a duplicate is not a failure: it must be acked, not dead-lettered"
+
+
+@pytest.mark.points(4, task=TASK)
+def test_one_message_handled_by_two_consumers_at_once_has_one_effect(
+    race: tuple[Names, list[Notifications]],
+    rabbit: Rabbit,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    names, services = race
+    order_id = 900_000_002
+    event = {
+        "id": order_id, "item_id": 1, "item_name": "Raced mug", "unit_price": 2.0,
+        "quantity": 1, "total": 2.0, "remind_in_seconds": None,
+        "created_at": "2026-11-30T10:00:00+00:00",
+    }  # fmt: skip
+    message_id = f"{CREATED}:{order_id}"
+    with notifications_locked(database_url):
+        # RabbitMQ hands the two copies to the two consumers in turn; each one's INSERT waits
+        # for the grader's lock, so both handle the message at the same time.
+        for _ in range(2):
+            rabbit.publish(
+                names.exchange,
+                CREATED,
+                json.dumps(event).encode(),
+                message_id=message_id,
+                type=CREATED,
+            )
+        if not wait_until(lambda: blocked_writers(db) >= 2, 15, ""):
+            pytest.fail(
+                "two notifications services on one queue were given the same message, but "
+                "they did not both try to write it while the grader held the table's lock. "
+                f"Their logs:\n{services[0].log_tail()}\n{services[1].log_tail()}",
+                pytrace=False,
+            )
+    counts = wait_handled(db, [order_id], timeout=10)
+    expect_each_once(counts, [order_id], "the same message handled by two consumers at once")
+    for service in services:  # SIGTERM: each finishes the message in hand, then exits
+        service.terminate()
+    for service in services:
+        service.wait_exit(10)
+    retried, dead = rabbit.ready(names.retry), rabbit.ready(names.dead)
+    assert retried == 0 and dead == 0, (
+        f"the second copy of a message is not a failure, but the retry queue holds {retried} "
+        f"and the dead-letter queue {dead} of them: a check before the INSERT (SELECT ... "
+        "WHERE message_id) does not see the row another consumer has not committed yet, and "
+        "its INSERT then fails on the unique message_id; let the INSERT itself decide "
+        "(INSERT ... ON CONFLICT (message_id) DO NOTHING)"
+    )
 
 
 @pytest.mark.points(5, task=TASK)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from labs.lab01_rest.tests.test_items_contract import create_item, show
-from labs.lab05_queue.tests.conftest import MAX_ATTEMPTS, RETRY_DELAY_MS
+from labs.lab05_queue.tests.conftest import MAX_ATTEMPTS, QUEUE_MAX_LENGTH, RETRY_DELAY_MS
 from labs.lab05_queue.tests.rabbit import (
     Message,
     Names,
@@ -160,6 +160,11 @@ def test_an_unreadable_message_is_dead_lettered_and_does_not_block_the_queue(
     )
     reason = dead[0].headers.get("x-failure-reason")
     assert reason, f"the dead letter needs an `x-failure-reason` header: {dead[0].headers}"
+    attempts = dead[0].headers.get("x-attempts")
+    assert attempts == 1, (
+        f"a message that cannot be parsed goes to the dead-letter queue at once, after 1 "
+        f"attempt (no retry makes it readable), but its `x-attempts` header says {attempts!r}"
+    )
 
 
 def reminder_delay(db: psycopg.Connection, order_id: int) -> float | None:
@@ -202,3 +207,29 @@ def test_a_reminder_comes_after_its_delay_and_not_much_later(
         "exactly one reminder per order"
     )
     assert not created_counts(db, [plain], REMINDER), "an order without a reminder gets none"
+
+
+@pytest.mark.points(3, task=TASK)
+def test_the_queues_are_durable_with_the_handouts_arguments(
+    notifications: Notifications, rabbit: Rabbit, main_names: Names
+) -> None:
+    back_to_work: dict[str, object] = {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": main_names.work,
+    }
+    expected: dict[str, dict[str, object] | None] = {
+        main_names.work: {"x-max-length": QUEUE_MAX_LENGTH, "x-overflow": "reject-publish"},
+        main_names.retry: back_to_work,
+        main_names.delay: back_to_work,
+        main_names.dead: None,
+    }
+    for queue, arguments in expected.items():
+        assert rabbit.counts(queue) is not None, (
+            f"the notifications service must declare the queue {queue} when it starts"
+        )
+        refused = rabbit.declaration_refused(queue, arguments)
+        assert refused is None, (
+            f"the queue {queue} must be durable (a broker restart keeps what waits in it) with "
+            f"the arguments {arguments or 'none'}; RabbitMQ compared that declaration with "
+            f"your queue and refused it: {refused}"
+        )

@@ -4,8 +4,9 @@ A `201` is a promise that the order exists and that its event will be delivered.
 can break that promise in several ways, and a producer that does not wait for the confirm
 never hears about them: the message is simply gone. These tests make the real RabbitMQ
 refuse (a full queue with `x-overflow=reject-publish`, a deleted exchange, no queue bound to
-the routing key) or disappear (a TCP proxy in front of it is cut), and check that each order
-is either 201 with its event delivered, or 503 with no order row at all.
+the routing key), disappear (a TCP proxy in front of it is cut) or hang (the proxy stalls: the
+connection stays open and nothing comes back), and check that each order is either 201 with
+its event delivered, or 503 with no order row at all.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ import pytest
 
 from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab05_queue.tests.conftest import PUBLISH_TIMEOUT
-from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit, created_counts, wait_until
+from labs.lab05_queue.tests.rabbit import (
+    Names,
+    Notifications,
+    Rabbit,
+    StallingProxy,
+    created_counts,
+    wait_until,
+)
 from labs.lab05_queue.tests.test_orders import orders_count, post_order
-from shared.testing.tcp_proxy import TcpProxy
 
 TASK = "2. Broker down or refusing: 503, no order"
 
@@ -126,7 +133,7 @@ def test_a_missing_exchange_or_no_queue_is_503(
 
 @pytest.mark.points(12, task=TASK)
 def test_broker_down_is_503_and_nothing_is_lost_once_it_is_back(
-    outage: tuple[httpx.Client, Notifications, TcpProxy], db: psycopg.Connection
+    outage: tuple[httpx.Client, Notifications, StallingProxy], db: psycopg.Connection
 ) -> None:
     client, service, proxy = outage
     item = create_item(client)
@@ -179,3 +186,28 @@ def test_broker_down_is_503_and_nothing_is_lost_once_it_is_back(
     )
     twice = {i: c for i, c in counts.items() if c != 1}
     assert not twice, f"each order must be notified exactly once: {twice}"
+
+
+@pytest.mark.points(5, task=TASK)
+def test_a_broker_that_hangs_is_503_after_the_publish_timeout(
+    outage: tuple[httpx.Client, Notifications, StallingProxy], db: psycopg.Connection
+) -> None:
+    client, _, proxy = outage
+    item = create_item(client)
+    r = post_order(client, item["id"])
+    assert r.status_code == 201, f"with the broker up, 201: {show(r)}"
+
+    before = orders_count(db)
+    proxy.stall()  # the connection stays open, but the confirm never comes back
+    try:
+        r, seconds = timed_post(client, item["id"])
+    finally:
+        proxy.resume()
+    expect_503(r, "the broker stopped answering (no confirm came)")
+    assert seconds < DEADLINE, (
+        f"the 503 took {seconds:.1f} s: a broker that does not confirm must be answered 503 "
+        f"after AMQP_PUBLISH_TIMEOUT={PUBLISH_TIMEOUT:g} s (bound the wait for the confirm)"
+    )
+    assert orders_count(db) == before, "an order whose event was not confirmed must not exist"
+    ok = wait_until(lambda: post_order(client, item["id"]).status_code == 201, 15, "")
+    assert ok, "once the broker answers again, POST /orders must answer 201 again (no restart)"
