@@ -24,6 +24,7 @@ Runs made once and shared by several tests (session fixtures):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import subprocess
@@ -103,10 +104,15 @@ def service_env(
 
 
 @pytest.fixture(scope="session")
-def app_env(impl_dir: Path, database_url: str, service_env: dict[str, str]) -> dict[str, str]:
+def migrated_env(impl_dir: Path, service_env: dict[str, str]) -> dict[str, str]:
     migrate_impl(impl_dir, service_env)
-    seed_items(database_url)
     return service_env
+
+
+@pytest.fixture(scope="session")
+def app_env(database_url: str, migrated_env: dict[str, str]) -> dict[str, str]:
+    seed_items(database_url)
+    return migrated_env
 
 
 class Background:
@@ -218,13 +224,24 @@ def offline_checks(early_checks: Background | None, load_dir: Path) -> dict[str,
 
 @pytest.fixture(scope="session")
 def app_server(
-    request: pytest.FixtureRequest, impl_dir: Path, app_env: dict[str, str]
+    request: pytest.FixtureRequest, impl_dir: Path, migrated_env: dict[str, str]
 ) -> Iterator[AppServer]:
-    """The shop API with its notifications consumer (orders need the consumer's queue)."""
+    """The shop API with its notifications consumer (orders need the consumer's queue).
+
+    They start while PostgreSQL inserts the seed rows (neither reads a table to start): the
+    seed keeps the database busy, the starts keep Python busy, and this machine has two cores.
+    """
     if request.config.getoption("base_url"):
         not_gradable("starts the service with its consumer and degraded builds of it")
-    with service(impl_dir, app_env) as server:
-        yield server
+    with contextlib.ExitStack() as stack:
+        starting = Background(
+            "starting the shop", lambda: stack.enter_context(service(impl_dir, migrated_env))
+        )
+        try:
+            request.getfixturevalue("app_env")  # the seed rows
+        finally:
+            starting.thread.join()  # before the stack closes: nothing left half-started
+        yield starting.get()
 
 
 @pytest.fixture(scope="session")

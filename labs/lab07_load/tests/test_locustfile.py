@@ -10,8 +10,10 @@ build every error answer must count as a failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -33,6 +35,8 @@ WEIGHT_TOLERANCE = 0.10  # each task's share may be this far from its weight's s
 # Requests per user per second: think time between(0.2, 0.8) gives about 2; no think time
 # gives dozens; far more than 1 s of thinking makes grading runs too thin.
 RATE_PER_USER = (0.5, 5.0)
+# The median pause between a user's requests: between(0.2, 0.8) never pauses less than 0.2 s.
+MIN_MEDIAN_PAUSE = 0.15
 
 # Items opened and ordered: at least this share of the requests must name different items
 # (a random item of a 20-item page: nearly all differ; one id for everybody: one).
@@ -88,9 +92,30 @@ def test_tasks_are_weighted_like_the_handout(normal_run: LoadRun) -> None:
     )
 
 
+def _pauses(run: LoadRun) -> list[float]:
+    """Seconds between the end of each request and the next one of the same user."""
+    by_user: dict[int, list[tuple[float, float]]] = {}
+    for r in run.requests():
+        by_user.setdefault(r["user"], []).append((r["start"], r["start"] + r["ms"] / 1000))
+    pauses = []
+    for requests in by_user.values():
+        requests.sort()
+        pauses += [nxt[0] - end for (_, end), nxt in itertools.pairwise(requests)]
+    return pauses
+
+
 @pytest.mark.points(8, task=TASK)
 def test_users_think_between_requests(normal_run: LoadRun) -> None:
     _require_stats(normal_run)
+    # The pauses themselves first: unlike requests/s, a machine too busy to answer fast
+    # cannot make them shorter than the think time.
+    pauses = _pauses(normal_run)
+    assert pauses, "the grader's probe recorded no two requests of one user"
+    pause = statistics.median(pauses)
+    assert pause >= MIN_MEDIAN_PAUSE, (
+        f"a user's requests follow each other after {pause * 1000:.0f} ms (median): set a "
+        f"think time, wait_time = between(0.2, 0.8), so that a user behaves like a person"
+    )
     row = normal_run.aggregated()
     assert row is not None, "reports/load_stats.csv has no Aggregated row"
     rate = float(row["Requests/s"]) / NORMAL_USERS
@@ -189,6 +214,12 @@ def test_an_error_answer_counts_as_failed(failing_run: LoadRun) -> None:
     assert errors, (
         f"the failing build answers {FAILURE_RATE:.0%} of requests with 500, but the run "
         f"recorded none ({len(requests)} requests). Output ends:\n{failing_run.tail(8)}"
+    )
+    made = {(r["method"], r["name"]) for r in requests}
+    absent = [f"{method} {name}" for method, name in TASKS if (method, name) not in made]
+    assert not absent, (
+        f"the run against the failing build made no {', '.join(absent)} request, so whether "
+        f"their errors count as failed cannot be seen"
     )
     passed = Counter(f"{r['method']} {r['name']}" for r in errors if not r["failed"])
     assert not passed, (
