@@ -13,6 +13,10 @@ front of the real server and cut the proxy:
 A cut closes both ends of every connection (the client sees a reset or an EOF at once, as
 when the server process dies) and closes the listening socket (new connections are refused,
 as when nothing listens). The port is kept free for `restore()`, which listens on it again.
+
+A service can also hang rather than die (a full disk, a long pause, a frozen VM): `stall()`
+keeps every connection open but lets no byte through until `resume()`. A client that waits
+for an answer without a timeout then waits as long as the stall.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()  # cleared while stalled
+        self._flowing.set()
         self.connections = 0  # accepted since the start, for tests that want to know
 
     @property
@@ -63,8 +69,17 @@ class TcpProxy:
         """Listen again after a cut (a no-op while up)."""
         return self if self.up else self.start()
 
+    def stall(self) -> None:
+        """Hold every byte in both directions (connections stay open) until `resume()`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Let the held bytes and everything after them through again."""
+        self._flowing.set()
+
     def cut(self) -> None:
-        """Refuse new connections and reset every open one."""
+        """Refuse new connections and reset every open one (a stall ends with them)."""
+        self.resume()  # a stalled forwarder wakes up, finds its sockets reset and ends
         with self._lock:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, set()
@@ -100,6 +115,9 @@ class TcpProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(CHUNK):
+                # Held here while stalled: the bytes wait in the kernel's buffers, as in a
+                # hung peer's.
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -25,11 +25,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit, StallingProxy
+from labs.lab05_queue.tests.rabbit import Names, Notifications, Rabbit
 from shared.testing.http import not_gradable
 from shared.testing.pricing import PricingControl
 from shared.testing.seed import seed_items
 from shared.testing.server import REPO_ROOT, AppServer, migrate_impl
+from shared.testing.tcp_proxy import TcpProxy
 
 # The earlier labs whose contract this lab re-runs, and this lab's contract for later labs.
 REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache", "lab04_async")
@@ -194,10 +195,10 @@ def refuse_client(refuse_server: AppServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def broker_proxy(amqp_url: str) -> Iterator[StallingProxy]:
+def broker_proxy(amqp_url: str) -> Iterator[TcpProxy]:
     """The way to RabbitMQ of the `outage` set-up: the test cuts it, or stalls it."""
     target = urlsplit(amqp_url)
-    proxy = StallingProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5672)
     proxy.start()
     try:
         yield proxy
@@ -212,8 +213,8 @@ def outage(
     amqp_url: str,
     rabbit: Rabbit,
     run_id: str,
-    broker_proxy: StallingProxy,
-) -> Iterator[tuple[httpx.Client, Notifications, StallingProxy]]:
+    broker_proxy: TcpProxy,
+) -> Iterator[tuple[httpx.Client, Notifications, TcpProxy]]:
     """A shop API and a notifications service that reach RabbitMQ through `broker_proxy`."""
     names = names_for(rabbit, run_id, "outage")
     env = {**app_env, "QUEUE_PREFIX": names.prefix, "AMQP_URL": broker_proxy.url_for(amqp_url)}

@@ -3,8 +3,9 @@
 `Rabbit` looks behind the services' backs with pika: how many messages wait in a queue, how
 many consumers it has, what a dead-letter queue holds; it also publishes messages the shop
 API never would (a poison message, a duplicate). `Notifications` starts, kills and stops
-`python -m notifications` in the implementation folder. `StallingProxy` stands between a
-service and RabbitMQ and makes the broker hang (connections open, no answer) or vanish.
+`python -m notifications` in the implementation folder. The tests put a
+`shared.testing.tcp_proxy.TcpProxy` between a service and RabbitMQ to make the broker hang
+(`stall()`: connections open, no answer) or vanish (`cut()`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import contextlib
 import json
 import shutil
 import signal
-import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from shared.testing.process import Child, StartError
 from shared.testing.server import impl_env
-from shared.testing.tcp_proxy import TcpProxy
 
 
 @dataclass(frozen=True)
@@ -320,48 +318,3 @@ def blocked_writers(db: psycopg.Connection) -> int:
         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     ).fetchone()
     return int(row[0]) if row else 0
-
-
-# --------------------------------------------------------------------------- a hanging broker
-
-
-class _Gate:
-    """A socket whose `sendall` waits while the gate is closed; everything else is the socket."""
-
-    def __init__(self, sock: socket.socket, flowing: threading.Event) -> None:
-        self._sock = sock
-        self._flowing = flowing
-
-    def sendall(self, data: bytes) -> None:
-        self._flowing.wait()
-        self._sock.sendall(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class StallingProxy(TcpProxy):
-    """A TcpProxy that can also stall: every connection stays open, but no byte gets through
-    until `resume()`, as when the broker hangs (a full disk, a long pause, a frozen VM) rather
-    than dies. A client that waits for an answer without a timeout waits as long as the stall.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)
-        self._flowing = threading.Event()
-        self._flowing.set()
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def resume(self) -> None:
-        self._flowing.set()
-
-    def cut(self) -> None:
-        self.resume()  # a stalled forwarder wakes up, finds its socket reset and ends
-        super().cut()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        # TcpProxy forwards with dst.sendall in one thread per direction: holding sendall
-        # holds the bytes (they wait in the kernel's buffers, as in a hung peer's).
-        super()._pipe(src, _Gate(dst, self._flowing))  # type: ignore[arg-type]

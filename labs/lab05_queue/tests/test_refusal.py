@@ -24,11 +24,11 @@ from labs.lab05_queue.tests.rabbit import (
     Names,
     Notifications,
     Rabbit,
-    StallingProxy,
     created_counts,
     wait_until,
 )
 from labs.lab05_queue.tests.test_orders import orders_count, post_order
+from shared.testing.tcp_proxy import TcpProxy
 
 TASK = "2. Broker down or refusing: 503, no order"
 
@@ -133,7 +133,7 @@ def test_a_missing_exchange_or_no_queue_is_503(
 
 @pytest.mark.points(12, task=TASK)
 def test_broker_down_is_503_and_nothing_is_lost_once_it_is_back(
-    outage: tuple[httpx.Client, Notifications, StallingProxy], db: psycopg.Connection
+    outage: tuple[httpx.Client, Notifications, TcpProxy], db: psycopg.Connection
 ) -> None:
     client, service, proxy = outage
     item = create_item(client)
@@ -190,7 +190,7 @@ def test_broker_down_is_503_and_nothing_is_lost_once_it_is_back(
 
 @pytest.mark.points(5, task=TASK)
 def test_a_broker_that_hangs_is_503_after_the_publish_timeout(
-    outage: tuple[httpx.Client, Notifications, StallingProxy], db: psycopg.Connection
+    outage: tuple[httpx.Client, Notifications, TcpProxy], db: psycopg.Connection
 ) -> None:
     client, _, proxy = outage
     item = create_item(client)
