@@ -147,6 +147,7 @@ class Stack:
     tags: list[str] = field(default_factory=list)
     builds: list[Build] = field(default_factory=list)
     is_up: bool = False
+    anonymous_volumes: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.context = self.workdir / "src"
@@ -181,6 +182,10 @@ class Stack:
     ) -> None:
         if self.is_up or (self.context / "compose.grader.yaml").exists():
             self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=300)
+        # `down` keeps the anonymous volumes of the images' VOLUMEs (redis's /data, rabbitmq's
+        # mnesia) of containers an earlier `down` removed; they would pile up run after run.
+        if self.anonymous_volumes:
+            self.engine.run("volume", "rm", "--force", *sorted(self.anonymous_volumes))
         for tag in self.tags:
             self.engine.run("rmi", "--force", tag, timeout=120)
 
@@ -214,6 +219,8 @@ class Stack:
         pytest.fail("no compose.yaml", pytrace=False)
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        if args[:1] == ("down",):
+            self._note_anonymous_volumes()
         files = ["-f", str(self.compose_file)]
         if (self.context / "compose.grader.yaml").exists():
             files += ["-f", str(self.context / "compose.grader.yaml")]
@@ -226,6 +233,18 @@ class Stack:
             timeout=timeout,
             check=False,
         )
+
+    def _note_anonymous_volumes(self) -> None:
+        """Remember the unnamed volumes of the project's containers, for __exit__ to remove."""
+        ids = self.compose("ps", "-a", "-q").stdout.split()
+        if not ids:
+            return
+        proc = self.engine.run(
+            "inspect", "--format",
+            '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}', *ids,
+        )  # fmt: skip
+        named = f"{self.project}_"  # compose's own volumes (pgdata): `down --volumes` removes them
+        self.anonymous_volumes.update(v for v in proc.stdout.split() if not v.startswith(named))
 
     def write_override(self, image: str) -> None:
         """Run the grader's image, publish only the API, on a free port (nothing standard)."""

@@ -55,6 +55,15 @@ def healthcheck_of(spec: dict[str, Any]) -> dict[str, Any] | None:
     return dict(check)
 
 
+def publishes_api_port(port: Any) -> bool:
+    """Whether a `ports` entry publishes the container's 8000 on the host's ${API_PORT}."""
+    if isinstance(port, dict):
+        target, published = str(port.get("target", "")), str(port.get("published", ""))
+    else:
+        published, _, target = str(port).rpartition(":")
+    return target.split("/")[0] == "8000" and "${API_PORT" in published
+
+
 @pytest.mark.points(2, task=TASK)
 def test_compose_file_is_valid_and_has_the_services(
     compose_path: Path, compose: dict[str, Any], tmp_path: Path
@@ -115,6 +124,15 @@ def test_services_have_healthchecks(compose: dict[str, Any]) -> None:
         check = healthcheck_of(spec)
         if check:
             assert "test" in check, f"service `{name}`: a healthcheck needs a `test` command"
+    # The API needs the notifications service's queue and consumer, not just its process:
+    # a probe that only imports the package is healthy before the queue exists.
+    test = (healthcheck_of(found["notifications"]) or {}).get("test") or []
+    probe = test if isinstance(test, str) else " ".join(str(t) for t in test)
+    assert "notifications.healthcheck" in probe, (
+        f"service `notifications` has the healthcheck `{probe}`: use the given "
+        '["CMD", "python", "-m", "notifications.healthcheck"], which is healthy only once the '
+        "work queue exists and has a consumer"
+    )
 
 
 @pytest.mark.points(2, task=TASK)
@@ -215,4 +233,22 @@ def test_database_keeps_its_data_in_a_named_volume(compose: dict[str, Any]) -> N
         "service `db` must keep /var/lib/postgresql/data in a named volume "
         "(volumes: [pgdata:/var/lib/postgresql/data], and pgdata under the top-level volumes:)",
         pytrace=False,
+    )
+
+
+@pytest.mark.points(1, task=TASK)
+def test_only_the_api_is_published(compose: dict[str, Any]) -> None:
+    found = services(compose)
+    for name, spec in found.items():
+        if name != "api":
+            assert not spec.get("ports"), (
+                f"service `{name}` publishes {spec['ports']}: publish only the API; the other "
+                "services reach each other inside the compose network (and the machine's own "
+                "PostgreSQL, Redis and RabbitMQ already hold their standard ports)"
+            )
+    published = found.get("api", {}).get("ports") or []
+    ok = [p for p in published if publishes_api_port(p)]
+    assert ok, (
+        f"service `api` must publish its port 8000 on the host port from .env: "
+        f'ports: ["127.0.0.1:${{API_PORT}}:8000"] (it has {published or "no ports"})'
     )

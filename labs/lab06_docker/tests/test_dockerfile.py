@@ -27,12 +27,27 @@ DEPENDENCY_FILES = re.compile(
 )
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+# http://127.0.0.1:8000/healthz in a HEALTHCHECK (no port: 80 for http, 443 for https).
+HEALTHZ_URL = re.compile(r"(?P<scheme>https?)://[^/:'\"\s]+(?::(?P<port>\d+))?/healthz")
+# The API's port when neither ENV PORT nor EXPOSE says (app/config.py's default).
+DEFAULT_APP_PORT = 8000
 
 
 def external_bases(stages: list[Stage]) -> list[Stage]:
     """Stages whose FROM is an image, not an earlier stage."""
     names = {s.name for s in stages if s.name}
     return [s for s in stages if s.base not in names]
+
+
+def listening_port(stage: Stage) -> int:
+    """The API's port in a stage: the last ENV PORT=..., else the first EXPOSE, else 8000."""
+    for ins in reversed(stage.all("ENV")):
+        if m := re.search(r"(?:^|\s)PORT[= ](\d+)\b", ins.args):
+            return int(m.group(1))
+    for ins in stage.all("EXPOSE"):
+        if m := re.match(r"(\d+)", ins.args):
+            return int(m.group(1))
+    return DEFAULT_APP_PORT
 
 
 @pytest.mark.points(2, task=TASK)
@@ -115,6 +130,26 @@ def test_the_image_has_a_healthcheck(final_stage: Stage) -> None:
     assert "/healthz" in checks[-1].args, (
         f"{checks[-1]}: probe the API's GET /healthz, so that `healthy` means it answers HTTP"
     )
+    # The port the probe asks must be the one the API listens on, or the container is never
+    # healthy (and compose never starts what waits for it).
+    app_port = listening_port(final_stage)
+    for url in HEALTHZ_URL.finditer(checks[-1].args):
+        port = int(url.group("port") or (443 if url.group("scheme") == "https" else 80))
+        assert port == app_port, (
+            f"{checks[-1]}: the probe asks port {port}, the API listens on {app_port} "
+            f"(PORT / EXPOSE): probe http://127.0.0.1:{app_port}/healthz"
+        )
+    # Slim images have no curl or wget: a probe that runs one fails for ever, unless this
+    # stage installs the tool.
+    probe = checks[-1].args.split("CMD", 1)[-1]
+    for tool in ("curl", "wget"):
+        if re.search(rf"(^|[\s\"'\[]){tool}\b", probe):
+            installs = [i for i in final_stage.all("RUN") if re.search(rf"\b{tool}\b", i.args)]
+            assert installs, (
+                f"{checks[-1]}: the final stage has no {tool} (slim images do not), so this "
+                "probe always fails: probe with Python, "
+                '["python", "-c", "import urllib.request as u; u.urlopen(...)"]'
+            )
 
 
 @pytest.mark.points(1, task=TASK)
