@@ -35,7 +35,7 @@ from rich.table import Table
 from shared.grading.report import write_report
 from shared.grading.runner import REPO_ROOT
 from shared.grading.runner import grade as grade_impl
-from shared.grading.selfcheck import lab_dirs
+from shared.grading.selfcheck import grade_alone, lab_dirs
 
 
 @dataclass
@@ -206,13 +206,22 @@ def main(argv: list[str] | None = None) -> int:
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )  # fmt: skip
+    # A lab whose verdicts measure the machine (GRADE_ALONE, lab 7's latency bounds) is graded
+    # one submission at a time after the others: a second grading beside it would cost a
+    # student points that the machine, not their code, lost.
+    shared_jobs = [(s, lab) for s, lab in jobs if not grade_alone(lab)]
+    alone_jobs = [(s, lab) for s, lab in jobs if grade_alone(lab)]
     with Progress(*columns, console=console) as progress, ThreadPoolExecutor(args.jobs) as pool:
         bar = progress.add_task("grading", total=len(jobs))
-        futures = {pool.submit(grade_one, s, lab, args.timeout): (s, lab) for s, lab in jobs}
+        futures = {pool.submit(grade_one, s, lab, args.timeout) for s, lab in shared_jobs}
         for future in as_completed(futures):
             grade = future.result()
             grades.append(grade)
             progress.update(bar, advance=1, description=f"{grade.student}/{grade.lab}")
+        for s, lab in alone_jobs:
+            grade = grade_one(s, lab, args.timeout)
+            grades.append(grade)
+            progress.update(bar, advance=1, description=f"{grade.student}/{grade.lab} (alone)")
 
     out = args.out or args.submissions / "_grades"
     book = write_outputs(out, grades, labs)

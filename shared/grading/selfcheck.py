@@ -15,6 +15,11 @@ In the student release (no solutions, no variants) the starters are graded witho
 them to fail: the check proves the harness runs, and a student who completes a task keeps CI
 green.
 
+A lab whose verdicts measure the machine (lab 7's load tests judge latency) declares
+`GRADE_ALONE = True` in its `tests/conftest.py`: its solutions are graded first, one at a time,
+with nothing else running, so a second grading beside it cannot make the reference solution
+miss a latency bound. Everything else runs `--jobs` at a time.
+
     python -m shared.grading.selfcheck                 # all labs, all variants
     python -m shared.grading.selfcheck 1 3             # labs 1 and 3
     python -m shared.grading.selfcheck --variant 'lock-*' --variant lab01_rest/price-zero-refused
@@ -80,6 +85,14 @@ def checks_for(lab: Path) -> list[Check]:
     if (lab / "starter" / "app").is_dir():
         checks.append(Check(lab, lab / "starter", expect_pass=None if is_release() else False))
     return checks
+
+
+def grade_alone(lab: Path) -> bool:
+    """Whether the lab asks for its solutions to be graded with nothing else running."""
+    conftest = lab / "tests" / "conftest.py"
+    if not conftest.is_file():
+        return False
+    return any(line.strip() == "GRADE_ALONE = True" for line in conftest.read_text().splitlines())
 
 
 def is_regression(test: dict[str, Any]) -> bool:
@@ -228,11 +241,19 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"{lab.name}/{path.stem}", out.ok, out.seconds)
         return out
 
-    # The solution/starter checks are submitted first, so they finish first.
+    # Solutions of labs that measure the machine first, alone; then the rest, the solution and
+    # starter checks submitted first so that they finish first.
+    alone = [c for c in checks if c.expect_pass and grade_alone(c.lab)]
+    alone_outcomes = {id(c): one_check(c) for c in alone}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        check_futures: list[Future[Outcome]] = [pool.submit(one_check, c) for c in checks]
+        check_futures: dict[int, Future[Outcome]] = {
+            id(c): pool.submit(one_check, c) for c in checks if id(c) not in alone_outcomes
+        }
         variant_futures = [pool.submit(one_variant, p, lab) for p, lab in variants]
-        outcomes = [f.result() for f in check_futures]
+        outcomes = [
+            alone_outcomes[id(c)] if id(c) in alone_outcomes else check_futures[id(c)].result()
+            for c in checks
+        ]
         variant_outcomes = [f.result() for f in variant_futures]
 
     lines = check_lines(outcomes) + variant_lines(variant_outcomes)

@@ -48,6 +48,9 @@ from shared.testing.server import AppServer, migrate_impl
 # The earlier labs whose contract this lab re-runs on the shop it load-tests (lab 5's
 # orders need fixtures of lab 5's own grader; its service is lab 5's solution unchanged).
 REGRESSION = ("lab01_rest", "lab02_db", "lab03_cache")
+# The verdicts judge latency (p95 bounds, "step 1 does not saturate"): the self-check and
+# `make grade` grade this lab with nothing else running beside it (shared.grading.selfcheck).
+GRADE_ALONE = True
 
 # The grader's SLO for the normal, slowed and failing runs: loose enough that the normal
 # build meets it on a busy machine, tight enough that SLOWED_MS breaks it for every request.
