@@ -87,7 +87,9 @@ for pair in podman:podman runc:runc mmdebstrap:mmdebstrap curl:curl; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair##*:}")
 done
 # Bridge networking and name resolution between containers (compose services by name).
-for pkg in netavark aardvark-dns uidmap; do
+# netavark runs iptables for every bridge network but Debian's package does not depend on it:
+# without it every RUN of a build fails with "netavark: No such file or directory".
+for pkg in netavark aardvark-dns uidmap iptables; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
