@@ -88,16 +88,21 @@ def test_n_orders_make_exactly_n_notifications(shop: httpx.Client, db: psycopg.C
     )
 
 
+def created_event(order_id: int, item_name: str) -> dict[str, object]:
+    """An `order.created` event as the shop publishes it, for an order the shop never made."""
+    return {
+        "id": order_id, "item_id": 1, "item_name": item_name, "unit_price": 2.0,
+        "quantity": 1, "total": 2.0, "remind_in_seconds": None,
+        "created_at": "2026-11-30T10:00:00+00:00",
+    }  # fmt: skip
+
+
 @pytest.mark.points(6, task=TASK)
 def test_a_message_delivered_again_has_no_second_effect(
     notifications: Notifications, rabbit: Rabbit, main_names: Names, db: psycopg.Connection
 ) -> None:
     order_id = 900_000_001  # no such order in the shop: the consumer needs only the event
-    event = {
-        "id": order_id, "item_id": 1, "item_name": "Duplicate mug", "unit_price": 2.0,
-        "quantity": 1, "total": 2.0, "remind_in_seconds": None,
-        "created_at": "2026-11-30T10:00:00+00:00",
-    }  # fmt: skip
+    event = created_event(order_id, "Duplicate mug")
     message_id = f"{CREATED}:{order_id}"
     for _ in range(3):  # a producer that retried its publish: the same message id each time
         rabbit.publish(
@@ -132,11 +137,7 @@ def test_one_message_handled_by_two_consumers_at_once_has_one_effect(
 ) -> None:
     names, services = race
     order_id = 900_000_002
-    event = {
-        "id": order_id, "item_id": 1, "item_name": "Raced mug", "unit_price": 2.0,
-        "quantity": 1, "total": 2.0, "remind_in_seconds": None,
-        "created_at": "2026-11-30T10:00:00+00:00",
-    }  # fmt: skip
+    event = created_event(order_id, "Raced mug")
     message_id = f"{CREATED}:{order_id}"
     with notifications_locked(database_url):
         # RabbitMQ hands the two copies to the two consumers in turn; each one's INSERT waits
