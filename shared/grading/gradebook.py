@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shared.grading.report import write_report
-from shared.grading.runner import REPO_ROOT
+from shared.grading.runner import REPO_ROOT, stop_all_on_sigterm
 from shared.grading.runner import grade as grade_impl
 from shared.grading.selfcheck import grade_alone, lab_dirs
 
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=180, help="seconds per test")
     parser.add_argument("--jobs", type=int, default=2, help="submissions graded at once")
     args = parser.parse_args(argv)
+    stop_all_on_sigterm()
 
     started = time.monotonic()
     console = Console(stderr=True)

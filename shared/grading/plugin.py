@@ -24,6 +24,8 @@ import datetime as dt
 import json
 import os
 import resource
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,23 @@ def pytest_configure(config: pytest.Config) -> None:
     state = GradingState()
     config.stash[_STATE] = state
     config.pluginmanager.register(state, "grading-state")
+    _interrupt_on_sigterm()
+
+
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM end the run like Ctrl-C: pytest then tears the fixtures down, so the
+    servers a grading started are stopped and its database, Redis keys and queues deleted.
+    With the default handler a `kill` (a timeout of the gradebook, `pkill`) left them behind."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone chose a handler already (a test runner, an IDE)
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def item_task(item: pytest.Item) -> str | None:

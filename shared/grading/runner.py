@@ -8,15 +8,22 @@ queue names, see `shared.testing.fixtures`), and a per-test timeout.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# How long a grading may take to tear down (stop its servers, drop its database) after SIGTERM.
+TEARDOWN_GRACE = 30.0
+
+_running: set[subprocess.Popen[str]] = set()
+_running_lock = threading.Lock()
 
 
 @dataclass
@@ -57,21 +64,59 @@ def grade(
             "-q", "-p", "no:cacheprovider", "--no-header", "-rN", "--tb=line", *extra,
         ]  # fmt: skip
         note = ""
+        proc = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        with _running_lock:
+            _running.add(proc)
         try:
-            proc = subprocess.run(
-                cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-                timeout=total_timeout or timeout * 40,
-            )  # fmt: skip
-            code, output = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            code, note = -1, "grading timed out"
-            output = _text(exc.stdout) + _text(exc.stderr)
+            try:
+                stdout, stderr = proc.communicate(timeout=total_timeout or timeout * 40)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                stdout, stderr = _stop(proc)
+                code, note = -1, "grading timed out"
+        finally:
+            with _running_lock:
+                _running.discard(proc)
+        output = _text(stdout) + _text(stderr)
         data = json.loads(report.read_text()) if report.exists() else None
     seconds = time.monotonic() - started
     if data is None and not note:
         note = "grading crashed (no results.json)"
     tests = list(data["tests"]) if data else []
     return Graded(data, code, seconds, output, note, tests)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM (the grading tears its fixtures down: servers, database), SIGKILL if it hangs."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=TEARDOWN_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+def stop_all_on_sigterm() -> None:
+    """In a command that grades (self-check, gradebook): on SIGTERM, stop every grading it
+    runs the clean way, then exit. Call it from the main thread."""
+
+    def stop_all(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with _running_lock:
+            procs = list(_running)
+        for proc in procs:
+            proc.terminate()
+        deadline = time.monotonic() + TEARDOWN_GRACE
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop_all)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.grading.runner import REPO_ROOT, grade
+from shared.grading.runner import REPO_ROOT, grade, stop_all_on_sigterm
 from shared.grading.variants import (
     VariantOutcome,
     check_variant,
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "table then also shows what it loses on other tasks)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    stop_all_on_sigterm()
     patterns = [p for raw in args.variant for p in raw.replace(",", " ").split()]
 
     labs = lab_dirs(args.labs)
