@@ -249,8 +249,10 @@ def test_server_survives_dropped_database_connections(
     for _ in range(4):  # several requests, so the pool holds open connections
         client.get(f"/items/{item['id']}")
     # What a restart of PostgreSQL (or a proxy that closes idle connections) does to the pool.
+    # The timeout makes it wait until each backend has exited: without it the next request
+    # could still reach a backend that had not yet acted on the signal (and pass by luck).
     db.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
     try:

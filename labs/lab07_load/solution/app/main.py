@@ -74,7 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quote.router)
     app.include_router(items.router)
     app.include_router(orders.router)
-    install_degradation(app, latency_ms=settings.latency_ms, failure_rate=settings.failure_rate)
+    install_degradation(
+        app,
+        latency_ms=settings.latency_ms,
+        failure_rate=settings.failure_rate,
+        capacity_rps=settings.capacity_rps,
+    )
     return app
 
 

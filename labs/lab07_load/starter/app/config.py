@@ -47,10 +47,11 @@ class Settings(ServiceSettings):
     amqp_publishers: int = Field(default=4, ge=1, le=64)
     # Seconds between AMQP heartbeats; a dead connection is noticed within about two.
     amqp_heartbeat: int = Field(default=30, ge=0, le=600)
-    # A deliberately degraded build (app/degrade.py): extra latency per request and a share of
-    # requests that fail. Both 0 (off) unless a test of the SLO check sets them.
+    # A deliberately degraded build (app/degrade.py): extra latency per request, a share of
+    # requests that fail, a capacity in requests/s. All 0 (off) unless lab 7's grader sets them.
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     failure_rate: float = Field(default=0.0, ge=0, le=1)
+    capacity_rps: float = Field(default=0.0, ge=0, le=100_000)
 
 
 @lru_cache
