@@ -16,8 +16,10 @@ tests when it keeps full marks ("survived") or loses points only on other tasks.
 
 By default a variant is graded on its own task's tests only (`--grade-task`): the verdict is
 the same (caught exactly when it loses points there) at a fraction of the time, since a lab's
-re-runs of earlier labs and its other tasks are skipped. `full=True` grades the whole suite,
-which also shows what the variant loses elsewhere.
+re-runs of earlier labs and its other tasks are skipped. It also stops at the task's first
+failing test (`--maxfail=1`): one lost test is enough to call the variant caught, so the table's
+"lost" column then shows what was lost up to that test, not the variant's whole cost.
+`full=True` grades the whole suite, which also shows what the variant loses elsewhere.
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ def check_variant(
         impl = Path(tmp) / "impl"
         if error := apply(variant, impl):
             return VariantOutcome(variant, path, False, time.monotonic() - started, {}, error)
-        extra = () if full else ("--grade-task", variant.task)
+        extra = () if full else ("--grade-task", variant.task, "--maxfail=1")
         graded = grade(lab, impl, timeout=timeout, extra=extra)
     seconds = time.monotonic() - started
     if graded.data is None and "is no task of these tests" in graded.output:
@@ -153,6 +155,8 @@ def check_variant(
         return VariantOutcome(variant, path, False, seconds, {}, problem)
     lost: dict[str, float] = defaultdict(float)
     for entry in graded.tests:
+        if entry.get("output") == "not run":  # after --maxfail stopped the run
+            continue
         missing = float(entry["max_score"]) - float(entry["score"])
         if missing > 0:
             lost[task_of(entry["name"])] += missing
