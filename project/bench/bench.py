@@ -47,6 +47,7 @@ from devtools.launch import (
     wait_for,
     worker_args,
 )
+from devtools.procstat import cpu_seconds
 from devtools.samples import encode, photo_like
 from devtools.submit_floor import Side, compare, ratio_by_thirds, start_floor
 from sqlalchemy import Engine, text
@@ -175,20 +176,6 @@ class PlainLoop:
     @property
     def rate(self) -> float:
         return self.images / self.seconds
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of process `pid` and its live children, from /proc."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def submit_all(images: list[bytes], base_url: str, workload: Workload) -> list[uuid.UUID]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 from devtools.launch import Child, free_port, settings_env, start_api, start_worker, wait_for
+from devtools.procstat import cpu_seconds, machine_busy_seconds
 from devtools.samples import encode, photo_like
 from sqlalchemy import Engine, text
 
@@ -51,8 +52,9 @@ IMAGE = encode(photo_like(1600, 1200, seed=42), "JPEG", quality=90)
 @contextmanager
 def stack(
     name: str, root: Path, nice: int = 0, **overrides: Any
-) -> Iterator[tuple[Settings, str, Engine, Child]]:
-    """A fresh namespace with an API and one solo worker; yields (settings, url, engine, it)."""
+) -> Iterator[tuple[Settings, str, Engine, Child, Child]]:
+    """A fresh namespace with an API and one solo worker; yields (settings, url, engine,
+    the worker, the API)."""
     run_id = new_run_id()
     base = ServiceSettings()
     with temporary_database(base.database_url, run_id, f"_ovl_{name}") as url:
@@ -74,7 +76,7 @@ def stack(
         if nice:
             os.setpriority(os.PRIO_PGRP, worker.pid, nice)  # its process group: Celery's too
         try:
-            yield settings, f"http://127.0.0.1:{port}", engine, worker
+            yield settings, f"http://127.0.0.1:{port}", engine, worker, api
         finally:
             worker.stop()
             api.stop()
@@ -91,7 +93,7 @@ def counts(engine: Engine) -> dict[str, int]:
 def capacity(root: Path, jobs: int) -> float:
     """Jobs/s one solo worker drains: the queue is filled while it is paused, then timed."""
     with (
-        stack("capacity", root, max_queued_jobs=0) as (_, url, engine, worker),
+        stack("capacity", root, max_queued_jobs=0) as (_, url, engine, worker, _api),
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         for i in range(8):  # warm-up: imports, connections, Pillow's first use
@@ -148,12 +150,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def scenario(root: Path, name: str, rate: float, args: Any, **overrides: Any) -> dict[str, Any]:
-    with stack(name, root, args.worker_nice, **overrides) as (settings, url, engine, _):
+    with stack(name, root, args.worker_nice, **overrides) as (settings, url, engine, worker, api):
         with httpx.Client(base_url=url, timeout=30) as client:  # warm-up, as above
             for i in range(4):
                 client.post("/resize", files={"file": ("a.jpg", IMAGE)}, data={"width": str(i + 1)})
         wait_for(lambda: counts(engine).get("done", 0) == 4, timeout=60, what="warm-up")
+        cpu_before = cpu_seconds(api.pid), cpu_seconds(worker.pid), machine_busy_seconds()
         seen = locust(url, settings, root, name, rate, args)
+        cpu_after = cpu_seconds(api.pid), cpu_seconds(worker.pid), machine_busy_seconds()
         at_end = counts(engine)
         with engine.connect() as conn:
             waits = [
@@ -172,6 +176,9 @@ def scenario(root: Path, name: str, rate: float, args: Any, **overrides: Any) ->
                 )
             ).scalar_one()
     accepted = [ms for status, ms in seen if status in (200, 202)]
+    api_cpu, worker_cpu, busy = (
+        after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+    )
     others: dict[int, int] = {}
     for status, _ in seen:
         if status not in (200, 202, 429, 503):
@@ -190,6 +197,11 @@ def scenario(root: Path, name: str, rate: float, args: Any, **overrides: Any) ->
         "oldest_end": float(oldest),
         "wait_p50": pct(waits, 0.50),
         "wait_max": max(waits, default=float("nan")),
+        # CPU-seconds per second of the run: 1.0 is one core all the time.
+        "api_cores": api_cpu / args.seconds,
+        "api_ms_per_request": 1000 * api_cpu / max(1, len(seen)),
+        "worker_cores": worker_cpu / args.seconds,
+        "machine_cores": busy / args.seconds,
     }
 
 
@@ -236,6 +248,12 @@ def main() -> None:
             f" {r['errors']:>8} {r['p50']:6.0f} {r['p99']:6.0f}"
             f"  {r['queued_end']:>16} {r['oldest_end']:6.1f} s   {r['wait_p50']:5.1f} s /"
             f" {r['wait_max']:5.1f} s"
+        )
+    print("   scenario      API cores  API CPU/request  worker cores  machine busy (of 2 cores)")
+    for r in rows:
+        print(
+            f"   {r['name']:<12} {r['api_cores']:9.2f} {r['api_ms_per_request']:11.2f} ms"
+            f" {r['worker_cores']:13.2f} {r['machine_cores']:12.2f}"
         )
     for r in rows:
         if r["errors"]:
