@@ -84,3 +84,10 @@ def png_with_broken_pixels(width: int = 32, height: int = 32) -> bytes:
         + _chunk(b"IDAT", b"this is not a deflate stream" * 4)
         + _chunk(b"IEND", b"")
     )
+
+
+def overload_params(n: int) -> dict[str, str]:
+    """The form fields of the overload bench's n-th resize: a different (width, height) box
+    each time, so a new request key and a new job, never a de-duplicated one. The bench
+    measures the worker's capacity on the same boxes the load then asks for."""
+    return {"width": str(100 + n % 1400), "height": str(1200 - n // 1400)}
