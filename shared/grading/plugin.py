@@ -11,6 +11,8 @@ Loaded into every pytest run (see `addopts` in pyproject.toml). What it adds:
 - a test that cannot be graded through `--base-url` (see `shared.testing.http`) is reported as
   such and its points are left out of the maximum, in the table and in the JSON;
 - with `CI=true`, a skipped test fails the run: nothing the course promises may be skipped.
+- SIGTERM ends a run like Ctrl-C: the fixtures are torn down, so the servers it started stop
+  and its database, Redis keys and queues are deleted (a gradebook timeout, a `kill`).
 
 It grades only. The fixtures that run the implementation under test (`--impl`, `--base-url`,
 `client`...) are `shared.testing.http`; re-runs of earlier labs' tests are
