@@ -52,8 +52,10 @@ def running(stack: Stack, image: Build) -> Stack:
             for s in ("db", "redis", "rabbitmq", "migrate", "notifications", "api")
             if stack.compose("ps", "-a", "-q", s).stdout.strip()
         )
+        # The containers' states and compose's last lines (its error) first: a summary that
+        # shortens the message keeps its start, and compose's progress lines say little.
         pytest.fail(
-            f"`docker compose up --wait` failed: {tail(proc, 4)} [{states}] "
+            f"`docker compose up --wait` failed [{states}]: {tail(proc, 2)}; "
             f"api log: {stack.logs('api')}",
             pytrace=False,
         )
