@@ -116,13 +116,22 @@ fi
 step "api socket"
 mkdir -p "$(dirname "$HL_PODMAN_LOG")"
 api_ok() { curl -fsS --max-time 5 --unix-socket "$HL_PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1; }
+# A service left by an earlier checkout at this path (deleted, then cloned again) still answers,
+# but its working directory is gone and every container it starts fails ("write child: broken
+# pipe"): stop it and start a new one. New services start in / so this cannot happen again.
+for pid in $(pgrep -f "podman system service --time=0 unix://$HL_PODMAN_SOCKET\$" || true); do
+  if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" != "/" ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+done
 if ! api_ok; then
   rm -f "$HL_PODMAN_SOCKET"
   mkdir -p "$(dirname "$HL_PODMAN_LOG")"
   # setsid: the service outlives this script and the shell that ran it.
   # 9>&-: the service must not inherit (and hold forever) the lock above.
-  setsid podman system service --time=0 "unix://$HL_PODMAN_SOCKET" 9>&- \
-    >>"$HL_PODMAN_LOG" 2>&1 </dev/null &
+  (cd / && exec setsid podman system service --time=0 "unix://$HL_PODMAN_SOCKET" 9>&- \
+    >>"$HL_PODMAN_LOG" 2>&1 </dev/null) &
   for _ in $(seq 1 50); do api_ok && break; sleep 0.2; done
   api_ok || die "podman API did not answer on $HL_PODMAN_SOCKET (log: $HL_PODMAN_LOG)"
 fi

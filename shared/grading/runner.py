@@ -24,6 +24,8 @@ TEARDOWN_GRACE = 30.0
 
 _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
+# Set by SIGTERM: the gradings still queued behind the running ones are not started.
+_stopping = threading.Event()
 
 
 @dataclass
@@ -56,6 +58,8 @@ def grade(
 ) -> Graded:
     """Run `lab`'s tests on `impl`; `timeout` is per test, `total_timeout` for the whole run."""
     started = time.monotonic()
+    if _stopping.is_set():
+        return Graded(None, -1, 0.0, "", "not graded: stopped by SIGTERM")
     with tempfile.TemporaryDirectory(prefix="hl-grade-") as tmp:
         report = Path(tmp) / "results.json"
         cmd = [
@@ -104,6 +108,7 @@ def stop_all_on_sigterm() -> None:
 
     def stop_all(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _stopping.set()
         with _running_lock:
             procs = list(_running)
         for proc in procs:
