@@ -83,9 +83,13 @@ def test_sigterm_stops_the_servers_and_drops_the_database():
         os.kill(grading.pid, signal.SIGTERM)
         output, _ = grading.communicate(timeout=60)
     finally:
-        if grading.poll() is None:
-            grading.kill()
-            grading.communicate()
+        if grading.poll() is None:  # the test failed early: stop it the clean way too
+            grading.terminate()
+            try:
+                grading.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                grading.kill()
+                grading.communicate()
     assert grading.returncode != 0, "an interrupted grading must not look like a pass"
     assert not alive(server), f"the server outlived the grading:\n{output[-2000:]}"
     assert not database_exists(database), f"the run's database {database} was left behind"
