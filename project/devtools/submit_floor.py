@@ -7,6 +7,9 @@ width of its own. The client talks to one server at a time, in windows that alte
 the two (ours, floor, ours, floor, ...), so both see the same machine; each window counts the
 answers and the server process's CPU time (/proc, user + system).
 
+A third side, optional, is floor_app.py with the guarantees: the least any service that keeps
+our promises must do per upload (see floor_app.py).
+
 The client is a few lines of asyncio over raw sockets rather than locust: locust's own CPU per
 request (it builds each multipart body) would take most of the two cores from the servers.
 """
@@ -31,15 +34,21 @@ from shared.testing.process import http_ok
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 
 
-def start_floor(settings: Settings, log_path: Path, *, port: int, timeout: float = 60) -> Child:
-    """Start floor_app.py under uvicorn on 127.0.0.1:`port` with the service's environment."""
+def start_floor(
+    settings: Settings, log_path: Path, *, port: int, guarantees: bool = False, timeout: float = 60
+) -> Child:
+    """Start floor_app.py under uvicorn on 127.0.0.1:`port` with the service's environment.
+
+    `guarantees`: the floor of a service that keeps our promises (see floor_app.py).
+    """
     args = [
         sys.executable, "-m", "uvicorn", "--factory", "floor_app:create_app",
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
     ]  # fmt: skip
     env = settings_env(settings)
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
-    child = Child("floor", args, env, log_path).start()
+    env["FLOOR_GUARANTEES"] = "1" if guarantees else "0"
+    child = Child("promise" if guarantees else "floor", args, env, log_path).start()
     return child.wait_until(
         http_ok(f"http://127.0.0.1:{port}/healthz", below=300), timeout=timeout, what="healthz"
     )
@@ -114,11 +123,13 @@ class Client:
         return [start, *body]
 
     async def _connect(self, side: Side) -> None:
-        if side.name not in self.streams:
-            self.streams[side.name] = [
-                await asyncio.open_connection("127.0.0.1", side.port)
-                for _ in range(self.connections)
-            ]
+        """Fresh connections for each window: a server closes the ones left idle meanwhile
+        (uvicorn after 5 s), and with three sides a connection waits two windows."""
+        for _, writer in self.streams.pop(side.name, []):
+            writer.close()
+        self.streams[side.name] = [
+            await asyncio.open_connection("127.0.0.1", side.port) for _ in range(self.connections)
+        ]
 
     async def _loop(
         self,
@@ -132,6 +143,8 @@ class Client:
             writer.writelines(self._request(side.port))
             await writer.drain()
             status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionError(f"{side.name} closed a connection instead of answering")
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 if line.lower().startswith(b"content-length:"):
@@ -146,6 +159,7 @@ class Client:
     async def window(self, side: Side, seconds: float) -> None:
         """Keep `side` busy for `seconds`; record its answers and CPU time."""
         await self._connect(side)
+        await asyncio.sleep(0.05)  # the server's accepts, outside the window's CPU time
         cpu_before, started = side.cpu(side.pid), time.perf_counter()
         deadline = started + seconds
         counts = await asyncio.gather(
@@ -161,20 +175,20 @@ class Client:
 
 
 def compare(
-    ours: Side, floor: Side, jpeg: bytes, *, rounds: int, seconds: float, connections: int
+    sides: list[Side], jpeg: bytes, *, rounds: int, seconds: float, connections: int
 ) -> None:
-    """Alternate windows (ours first, then the floor) for `rounds` rounds, after a warm-up."""
+    """Alternate windows (one per side, in order) for `rounds` rounds, after a warm-up."""
 
     async def run() -> None:
         client = Client(jpeg, connections)
         try:
-            for side in (ours, floor):  # connections, caches, the allocator; not counted
+            for side in sides:  # connections, caches, the allocator; not counted
                 await client.window(side, min(1.0, seconds))
                 side.windows.clear()
                 side.failures = 0
             for _ in range(rounds):
-                await client.window(ours, seconds)
-                await client.window(floor, seconds)
+                for side in sides:
+                    await client.window(side, seconds)
         finally:
             await client.close()
 

@@ -65,7 +65,7 @@ class Settings(ServiceSettings):
     status_ttl_seconds: int = Field(default=30, ge=1, description="TTL of a non-final status")
     final_ttl_seconds: int = Field(default=3600, ge=1, description="TTL of done/failed entries")
 
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
 
     # Protection under overload (imgproc/overload/). Rate limits per client (the X-API-Key
     # header, else the address), in the `limits` notation ("60/minute", "5 per 10 seconds");

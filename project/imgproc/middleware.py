@@ -57,12 +57,15 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # An upload's line names the job it created or found (jobs/router.py sets it).
+            job = scope["state"].get("job_id")
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
+                **({} if job is None else {"job_id": job}),
             )
             structlog.contextvars.unbind_contextvars("request_id")
 

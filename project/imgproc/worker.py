@@ -23,8 +23,8 @@ settings = get_settings()
 configure_logging(json=settings.log_json, level=settings.log_level)
 # Before the pool forks, so that every pool process keeps its image memory (see images/memory.py).
 KEEPS_IMAGE_MEMORY = settings.keep_image_memory and keep_freed_memory()
-# Celery's own "Task ... received" / "... succeeded" lines repeat what job_started and job_done
-# say (with less: no job id, no request id) and cost a formatted JSON line each per job.
+# Celery's own "Task ... received" / "... succeeded" lines repeat what job_done says (with
+# less: no job id, no request id) and cost a formatted JSON line each per job.
 # Celery decides at start-up whether to build them, so this must run before the worker starts.
 for _name in ("celery.worker.strategy", "celery.app.trace"):
     logging.getLogger(_name).setLevel(logging.WARNING)

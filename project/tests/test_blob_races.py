@@ -17,7 +17,12 @@ from imgproc.config import Settings
 from imgproc.deps import Resources, resources_of
 from imgproc.images.schemas import GrayscaleParams, Operation
 from imgproc.jobs import repository as repo
-from imgproc.jobs.service import forget_unreferenced, insert_using_blob, request_key
+from imgproc.jobs.service import (
+    driver_transaction,
+    forget_unreferenced,
+    insert_using_blob,
+    request_key,
+)
 from imgproc.main import create_app
 from imgproc.storage.service import sha256_hex
 
@@ -53,10 +58,11 @@ def test_clean_up_waits_for_a_twin_that_is_inserting(isolated: Any) -> None:
 
     async def scenario(state: Resources) -> None:
         state.store.put(data)  # written by the request that will fail
-        async with state.sessions() as failed:  # the request that failed
-            async with state.sessions.begin() as twin:  # the twin: lock taken, file checked
+        async with state.sessions() as failed, state.sessions() as twin_session:
+            # The twin (the request that did not fail): lock taken, file checked, not committed.
+            async with driver_transaction(twin_session) as twin:
                 row = await insert_using_blob(
-                    session=twin, store=state.store, values=values, data=data
+                    connection=twin, store=state.store, values=values, data=data
                 )
                 assert row is not None
                 digest = values["input_sha256"]
@@ -82,8 +88,10 @@ def test_a_twin_after_the_clean_up_writes_the_blob_again(isolated: Any) -> None:
                 session=failed, store=state.store, digest=values["input_sha256"]
             )
         assert not state.store.has(values["input_sha256"])
-        async with state.sessions.begin() as twin:
-            row = await insert_using_blob(session=twin, store=state.store, values=values, data=data)
+        async with state.sessions() as session, driver_transaction(session) as twin:
+            row = await insert_using_blob(
+                connection=twin, store=state.store, values=values, data=data
+            )
             assert row is not None
         assert state.store.get(values["input_sha256"]) == data, "the twin wrote it again"
         async with state.sessions() as session:

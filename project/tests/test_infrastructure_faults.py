@@ -93,6 +93,9 @@ class _FailingSession:
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
 
+    async def connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
     async def scalar(self, *args: Any, **kwargs: Any) -> Any:
         raise self.error
 

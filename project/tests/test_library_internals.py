@@ -121,22 +121,33 @@ def test_the_api_sends_exactly_what_kombu_would_publish(settings: Settings) -> N
     queue = JobQueue.from_settings(s)
     key = f"{s.redis_prefix}{s.celery_queue}"
     reader = redis.Redis.from_url(s.redis_url)
+    # A job id like the API's, a second one (built from the first one's template), and one the
+    # template does not take (it goes through Celery every time).
+    job_ids = [str(uuid.uuid4()), str(uuid.uuid4()), "job/1"]
 
     async def send() -> None:
         try:
-            await queue.send("job-1")
+            for job_id in job_ids:
+                await queue.send(job_id)
         finally:
             await queue.aclose()
 
     try:
-        queue.publish("job-1")  # Celery + kombu, the reference
+        for job_id in job_ids:
+            queue.publish(job_id)  # Celery + kombu, the reference
         asyncio.run(send())
-        assert reader.llen(key) == 2, "send() must push onto the queue's own list"
-        kombus, ours = reader.rpop(key), reader.rpop(key)  # oldest first
-        assert kombus is not None and ours is not None
-        assert _without_ids(ours) == _without_ids(kombus), (
-            "the message JobQueue.send builds differs from kombu's: revisit imgproc/jobs/queue.py"
-        )
+        assert reader.llen(key) == 2 * len(job_ids), "send() must push onto the queue's own list"
+        raw = [reader.rpop(key) for _ in range(2 * len(job_ids))]  # oldest first
+        kombus, ours = raw[: len(job_ids)], raw[len(job_ids) :]
+        for job_id, theirs, mine in zip(job_ids, kombus, ours, strict=True):
+            assert theirs is not None and mine is not None
+            assert _without_ids(mine) == _without_ids(theirs), (
+                f"the message JobQueue.send builds for {job_id!r} differs from kombu's:"
+                " revisit imgproc/jobs/queue.py"
+            )
+        ids = [json.loads(m)["headers"]["id"] for m in ours if m is not None]
+        tags = [json.loads(m)["properties"]["delivery_tag"] for m in ours if m is not None]
+        assert len(set(ids)) == len(set(tags)) == len(job_ids), "every message has its own ids"
     finally:
         for stale in reader.scan_iter(match=f"{s.redis_prefix}*{s.celery_queue}*"):
             reader.delete(stale)

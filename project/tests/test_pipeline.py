@@ -217,7 +217,7 @@ def test_redelivered_message_does_not_process_a_finished_job_again(
 
 
 def test_request_id_reaches_the_worker_log(
-    stack: httpx.Client, worker: Child, wait_done: WaitDone
+    stack: httpx.Client, worker: Child, wait_done: WaitDone, logs_dir: Path
 ) -> None:
     request_id = f"req-{uuid.uuid4().hex[:12]}"
     response = stack.post(
@@ -233,6 +233,12 @@ def test_request_id_reaches_the_worker_log(
     done = [line for line in lines if line.get("event") == "job_done"]
     assert done and done[0]["request_id"] == request_id, (
         "the worker's log for a job must carry the request id of the HTTP request"
+    )
+    api_log = (logs_dir / "api.log").read_text().splitlines()
+    api_lines = [json.loads(line) for line in api_log if line.startswith("{")]
+    access = [line for line in api_lines if line.get("request_id") == request_id]
+    assert [(line["event"], line.get("job_id")) for line in access] == [("request", task_id)], (
+        "the upload's one API log line must name the job it created"
     )
 
 

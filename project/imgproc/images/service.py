@@ -150,7 +150,10 @@ def _check_complete(data: bytes, fmt: str) -> None:
     if fmt == "JPEG":
         # Entropy-coded data never contains 0xFFD9/0xFFDA (0xFF is stuffed), so the last scan
         # (SOS) must be followed by an end-of-image marker; a trailer after it is allowed.
-        complete = data.rfind(b"\xff\xd9") > data.rfind(b"\xff\xda") > 0
+        # Searched from both ends: no SOS after the last EOI, and a first SOS before it. (An
+        # `rfind` of the last SOS walks back over the whole scan of a baseline JPEG, ~0.1 ms.)
+        end = data.rfind(b"\xff\xd9")
+        complete = 0 < data.find(b"\xff\xda") < end and data.find(b"\xff\xda", end) == -1
     elif fmt == "WEBP":
         (riff_size,) = struct.unpack_from("<I", data, 4)
         complete = riff_size + 8 <= len(data)

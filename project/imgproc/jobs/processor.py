@@ -265,7 +265,9 @@ def _run_job(
 
 def _process_claimed(ctx: WorkerContext, job: JobRecord) -> Outcome:
     settings = ctx.settings
-    log.info("job_started")
+    # One INFO line per job, `job_done` (or the failure's): a formatted JSON line costs more
+    # than the claim's round trip. The start is in the `done` line's `seconds`, and at DEBUG.
+    log.debug("job_started")
     if job.crashes > settings.max_attempts:
         reason = f"gave up after {job.crashes - 1} attempts: {job.error or 'worker lost'}"
         return _fail(ctx, job, reason, FailureReason.WORKER_LOST)

@@ -52,8 +52,9 @@ def insert_job(values: dict[str, Any]) -> Executable:
     )
 
 
-# The API's INSERT (plain SQL, run with `exec_driver_sql`: the ORM's execute path and Core's
-# compilation cost more CPU than the statement), with the blob's shared lock taken in the same
+# The API's INSERT (plain SQL, run on the asyncpg connection itself: SQLAlchemy's execute path
+# costs more CPU than the statement; see jobs.service.driver_transaction), with the blob's
+# shared lock taken in the same
 # statement: the row comes out of the CTE, so the lock is held before the row is written, and
 # until the commit, exactly as `lock_blob` then `insert_job` in two round trips. ($9 is the
 # digest again, as text for the hash: one parameter in two contexts would need one type.)
@@ -97,8 +98,10 @@ def select_job(job_id: uuid.UUID) -> Select[Any]:
     return select(jobs).where(jobs.c.id == job_id)
 
 
-def select_live_by_request_key(request_key: str) -> Select[Any]:
-    return select(jobs).where(jobs.c.request_key == request_key, jobs.c.status != JobStatus.FAILED)
+# The live job of a request key ($1), run beside INSERT_JOB_SQL when that met a twin.
+SELECT_LIVE_BY_REQUEST_KEY_SQL = """
+SELECT * FROM imgproc_jobs WHERE request_key = $1 AND status <> 'failed'
+"""
 
 
 def select_job_using_blob(digest: str) -> Select[Any]:

@@ -163,13 +163,17 @@ async def _submit(
         request_id=ctx.request_id,
     )
     status = submitted.status
+    ctx.request.state.job_id = str(status.task_id)  # for the request's log line (middleware.py)
     ctx.metrics.jobs_submitted.labels(
         operation=operation.value, deduplicated=str(submitted.cache_hit).lower()
     ).inc()
     # 202: accepted for processing. An identical earlier request answers at once with 200.
     ctx.response.status_code = 200 if submitted.cache_hit else 202
     ctx.response.headers["X-Cache"] = "HIT" if submitted.cache_hit else "MISS"
-    status_url = str(ctx.request.url_for("task_status", task_id=status.task_id))
+    # What `url_for` gives for the two routes below, without its search through every route
+    # (two lookups were 2 % of the submit path's CPU).
+    base = str(ctx.request.base_url).rstrip("/")
+    status_url = base + STATUS_PATH.format(task_id=status.task_id)
     ctx.response.headers["Location"] = status_url
     return SubmitResponse(
         task_id=status.task_id,
@@ -178,7 +182,7 @@ async def _submit(
         params=status.params,
         cache_hit=submitted.cache_hit,
         status_url=status_url,
-        result_url=str(ctx.request.url_for("task_result", task_id=status.task_id)),
+        result_url=base + RESULT_PATH.format(task_id=status.task_id),
     )
 
 
@@ -233,14 +237,18 @@ async def resize(
     return await _submit(ctx, Operation.RESIZE, params, file)
 
 
-@router.get("/task-status/{task_id}", name="task_status", responses=_errors(404, 422, 503))
+STATUS_PATH = "/task-status/{task_id}"
+RESULT_PATH = "/result/{task_id}"
+
+
+@router.get(STATUS_PATH, name="task_status", responses=_errors(404, 422, 503))
 async def task_status(session: SessionDep, cache: CacheDep, task_id: uuid.UUID) -> TaskStatus:
     """Status, operation, parameters, timestamps, attempts and the error of a failed job."""
     return await service.get_status(session=session, cache=cache, job_id=task_id)
 
 
 @router.get(
-    "/result/{task_id}",
+    RESULT_PATH,
     name="task_result",
     response_class=FileResponse,
     responses={

@@ -71,7 +71,7 @@ class S3Store:
             read_timeout=10,
             retries={"max_attempts": 3, "mode": "standard"},
             # API threads and a prefork worker's process share one client (it is thread-safe).
-            max_pool_connections=max(10, settings.db_pool_size * 2),
+            max_pool_connections=max(10, settings.db_pool_size),
             s3={"addressing_style": "path" if settings.s3_path_style else "auto"},
         )
         client = boto3.client(
