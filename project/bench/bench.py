@@ -167,7 +167,9 @@ class PlainLoop:
                 max_pixels=self.max_pixels,
                 options=self.options,
             )
-            (self.out_dir / f"{i}.{result.format.lower()}").write_bytes(result.data)
+            # A new file per image, as a script over a folder writes (and as the worker does):
+            # creating a file costs this VM's kernel 0.05-1.1 ms, overwriting one 0.3 ms.
+            (self.out_dir / f"{self.next}.{result.format.lower()}").write_bytes(result.data)
             self.next += 1
             self.images += 1
         self.seconds += time.perf_counter() - started
