@@ -66,6 +66,8 @@ class Settings(ServiceSettings):
     final_ttl_seconds: int = Field(default=3600, ge=1, description="TTL of done/failed entries")
 
     db_pool_size: int = Field(default=20, ge=1)
+    # A pooled API connection idle this long is pinged before use (db.py, _ping_when_idle).
+    db_ping_after_idle_seconds: float = Field(default=2.0, ge=0)
 
     # Protection under overload (imgproc/overload/). Rate limits per client (the X-API-Key
     # header, else the address), in the `limits` notation ("60/minute", "5 per 10 seconds");

@@ -116,7 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(json=settings.log_json, level=settings.log_level)
     registry = CollectorRegistry()
     metrics = ApiMetrics(registry)
-    engine = make_async_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = make_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        ping_after_idle=settings.db_ping_after_idle_seconds,
+    )
     cache_client = AsyncCache(
         settings.effective_cache_url,
         timeout=settings.cache_socket_timeout,

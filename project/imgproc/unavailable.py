@@ -8,7 +8,8 @@ redis-py/kombu, and the data directory through the OS. Each reports an outage in
   (class 08 connection exception, 53 insufficient resources, 57 operator intervention: "the
   database system is shutting down / starting up", 58 system error, 40 a rollback to retry);
   any error marked `connection_invalidated`;
-- asyncpg and psycopg errors that escape unwrapped (connection lost, cannot connect now);
+- asyncpg and psycopg errors that escape unwrapped (connection lost, cannot connect now, a
+  connection left mid-protocol by a server that is shutting down);
 - redis-py's connection and timeout errors;
 - `OSError` (a refused connection, a full or read-only disk) and `TimeoutError`.
 
@@ -31,6 +32,10 @@ _ALWAYS = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    # "cannot switch to state ...; another operation is in progress": a server shutting down
+    # sends its FATAL (57P01) to every idle connection before it closes them, and a request
+    # that starts on one in between finds the protocol still consuming that error.
+    asyncpg.InternalClientError,
     psycopg.OperationalError,
     psycopg.InterfaceError,
     redis.ConnectionError,
@@ -47,6 +52,7 @@ ROOTS: tuple[type[Exception], ...] = (
     sa.TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     psycopg.Error,
     redis.RedisError,
     OSError,

@@ -68,6 +68,9 @@ UNAVAILABLE: dict[str, BaseException] = {
     "sqlalchemy InterfaceError": sa.InterfaceError("SELECT 1", {}, OSError("closed")),
     "sqlalchemy pool timeout": sa.TimeoutError("QueuePool limit reached"),
     "asyncpg raw connection error": asyncpg.ConnectionDoesNotExistError("gone"),
+    "asyncpg connection mid-protocol (server shutting down)": asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    ),
     "psycopg OperationalError": psycopg.OperationalError("server closed the connection"),
     "redis ConnectionError": redis.ConnectionError("Connection refused"),
     "redis TimeoutError": redis.TimeoutError("Timeout reading from socket"),

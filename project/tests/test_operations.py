@@ -1,4 +1,5 @@
-"""Health, readiness, docs, metrics from API and worker, and the API with its cache down."""
+"""Health, readiness, docs, metrics from API and worker, and the API with a backing service down
+or its database connections killed."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from devtools.launch import Child, free_port, running, start_api
 from devtools.samples import encode, photo_like
 from prometheus_client.parser import text_string_to_metric_families
 
 from imgproc.config import Settings
+from shared.settings import plain_postgres_url
 
 WaitDone = Callable[..., dict[str, Any]]  # the `wait_done` fixture
 
@@ -157,6 +161,45 @@ def test_database_down_is_a_503_and_leaves_no_file(
         assert status.status_code == 503 and status.json()["error"]["code"] == "service_unavailable"
         ready = client.get("/readyz")
         assert ready.status_code == 503 and "postgres" in ready.json()["error"]["message"]
+
+
+def test_killed_database_connections_cost_one_503_then_uploads_work(
+    isolated: Callable[..., Settings], logs_dir: Path
+) -> None:
+    """What a PostgreSQL restart does to a running API: every pooled connection dies at once.
+
+    The upload's INSERT runs on the driver's connection, past SQLAlchemy (ADR 0007), so it must
+    handle a dead connection as SQLAlchemy does: the first request that meets one answers 503
+    and the whole pool is replaced, instead of one 503 per dead pooled connection.
+    """
+    # No ping of idle connections and no load-shedding query (which would find a dead
+    # connection on SQLAlchemy's path first): the uploads alone meet the dead connections.
+    s = isolated("killed", db_ping_after_idle_seconds=3600, max_queued_jobs=0)
+    # One photo at new widths: new jobs whose input is already stored, so a failed request has
+    # no file of its own to clean up (that clean-up would go through SQLAlchemy, and replace
+    # the pool for the driver path).
+    data = encode(photo_like(60, 40, seed=520), "PNG")
+    widths = iter(range(1, 60))
+
+    def upload() -> int:
+        form = {"width": str(next(widths))}
+        return client.post("/resize", files={"file": ("a.png", data)}, data=form).status_code
+
+    with api_client(s, logs_dir / "api-killed.log") as client:
+        assert upload() == 202
+        with ThreadPoolExecutor(8) as pool:  # several uploads at once: several pooled connections
+            assert set(pool.map(lambda _: upload(), range(24))) == {202}
+        with psycopg.connect(plain_postgres_url(s.database_url), autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM"
+                " pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert row is not None and row[0] >= 3, f"only {row} API connections to kill"
+        statuses = [upload() for _ in range(10)]
+    refused = statuses.count(503)
+    assert refused <= 1 and statuses.count(202) == len(statuses) - refused, (
+        f"after {row[0]} connections were killed: {statuses} (one 503 at most, then 202s)"
+    )
 
 
 def test_a_hanging_cache_costs_one_timeout_not_one_per_request(

@@ -209,8 +209,8 @@ async def driver_transaction(session: AsyncSession) -> AsyncIterator[asyncpg.Con
     (greenlet switches, its transaction and result objects) costs more CPU than the statement
     (project/README.md, "How the submit path's cost was cut"). The connection stays the pool's:
     SQLAlchemy's own transaction on it is never started, so its commit and its rollback at
-    check-in do nothing. A connection that broke is invalidated here, as SQLAlchemy's execute
-    path would have done, so the pool never hands it out again.
+    check-in do nothing. A lost connection is handled as SQLAlchemy's execute path handles it
+    (see below), so one dead connection costs one 503, not one per pooled connection.
     """
     connection = await session.connection()
     driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
@@ -218,9 +218,15 @@ async def driver_transaction(session: AsyncSession) -> AsyncIterator[asyncpg.Con
         async with driver.transaction():
             yield driver
     except BaseException as exc:
-        if driver.is_closed() or isinstance(exc, _BROKEN_CONNECTION):
+        if driver.is_closed() and not isinstance(exc, asyncio.CancelledError):
+            # Closed is SQLAlchemy's own test of a lost asyncpg connection. A statement through
+            # its execute path meets it and does what SQLAlchemy does then: it replaces every
+            # pooled connection opened before this one (a restarted server killed them all).
             with contextlib.suppress(Exception):
-                await connection.invalidate()
+                await connection.exec_driver_sql("SELECT 1")
+        if not connection.invalidated and isinstance(exc, _BROKEN_CONNECTION):
+            with contextlib.suppress(Exception):
+                await connection.invalidate()  # never handed out again
         raise
 
 
@@ -228,6 +234,7 @@ async def driver_transaction(session: AsyncSession) -> AsyncIterator[asyncpg.Con
 _BROKEN_CONNECTION = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # its protocol state is broken (see unavailable.py)
     OSError,
     TimeoutError,
     asyncio.CancelledError,  # cancelled mid-statement: the protocol state is unknown
