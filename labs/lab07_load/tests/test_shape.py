@@ -1,7 +1,7 @@
 """Lab 7, task 4: a step load that finds where the service saturates.
 
 `load/shape.py` runs with the locustfile: steps of STEP_USERS users every STEP_SECONDS (the
-grader: 40 users, 4 s, at most 15 steps), against a build of the shop capped at 1.4 times
+grader: 20 users, 4 s, at most 15 steps), against a build of the shop capped at 1.4 times
 step 1's demand (`capped_server` in conftest.py). The grader's SLO here: p95 within 3x the normal
 run's p95 (at least 150 ms), at most 1 % failures. The shape must log one line per finished
 step, stop at the first step that misses the SLO, and name it in a "saturation at step N
