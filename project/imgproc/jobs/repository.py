@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, func, literal, or_, select, text, update
@@ -32,7 +33,8 @@ def record(result: Result[Any]) -> JobRecord | None:
     return None if row is None else JobRecord.from_mapping(row)
 
 
-def _record(row: dict[str, Any] | None) -> JobRecord | None:
+def row_record(row: Mapping[str, Any] | None) -> JobRecord | None:
+    """A row the driver returned (psycopg dict, asyncpg Record) as a JobRecord, or None."""
     return None if row is None else JobRecord.from_mapping(row)
 
 
@@ -179,7 +181,7 @@ def claim(
         "takeover": takeover,
         "held": -1 if held_attempt is None else held_attempt,
     }
-    return _record(db.fetch_one(CLAIM_SQL, params))
+    return row_record(db.fetch_one(CLAIM_SQL, params))
 
 
 def mark_done(
@@ -194,7 +196,7 @@ def mark_done(
 ) -> JobRecord | None:
     """processing -> done, only for the attempt that holds the job (else None: fenced off)."""
     params = {"sha256": sha256, "format": fmt, "width": width, "height": height}
-    return _record(db.fetch_one(MARK_DONE_SQL, {"job_id": job_id, "attempt": attempt, **params}))
+    return row_record(db.fetch_one(MARK_DONE_SQL, {"job_id": job_id, "attempt": attempt, **params}))
 
 
 def _owned(job_id: Any, attempt: Any) -> Any:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ async def record_job(
                 if job is not None:
                     return TaskStatus.from_record(job), True
                 live = repo.SELECT_LIVE_BY_REQUEST_KEY_SQL
-                twin = _record(await connection.fetchrow(live, upload.request_key))
+                twin = repo.row_record(await connection.fetchrow(live, upload.request_key))
             if twin is not None:
                 return TaskStatus.from_record(twin), False
         raise RuntimeError(f"request key {upload.request_key} stayed in conflict without a job")
@@ -241,10 +241,6 @@ _BROKEN_CONNECTION = (
 )
 
 
-def _record(row: Mapping[str, Any] | None) -> JobRecord | None:
-    return None if row is None else JobRecord.from_mapping(row)
-
-
 async def insert_using_blob(
     *, connection: asyncpg.Connection, store: BlobStore, values: dict[str, Any], data: bytes
 ) -> JobRecord | None:
@@ -258,7 +254,9 @@ async def insert_using_blob(
     digest = values["input_sha256"]
     # The lock and the INSERT in one statement; the file is checked after it, still inside the
     # transaction and under the lock, so the clean-up cannot run before the commit either way.
-    job = _record(await connection.fetchrow(repo.INSERT_JOB_SQL, *repo.insert_job_params(values)))
+    job = repo.row_record(
+        await connection.fetchrow(repo.INSERT_JOB_SQL, *repo.insert_job_params(values))
+    )
     # A stat of a local file: cheaper inline than a thread hop while holding a connection.
     # An object store's HEAD is a network round trip: a thread, not the event loop.
     if store.local_path(digest) is not None:
