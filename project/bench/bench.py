@@ -96,15 +96,16 @@ class Workload:
     operations: list[Job]
     bases: int  # different base pictures
 
-    def images(self, count: int, seed: int) -> list[bytes]:
+    def images(self, count: int, seed: int, row: int = 0) -> list[bytes]:
         """`count` different JPEGs (q90). Generating a photo is slow, so a few base pictures
-        are made and each copy differs from its base by one pixel: a new job, the same work."""
+        are made and each copy differs from its base by one pixel: a new job, the same work.
+        Another `row` (the changed pixel's) gives a set of other jobs with the same work."""
         width, height = self.size
         bases = [photo_like(width, height, seed=seed + b) for b in range(min(count, self.bases))]
         out = []
         for i in range(count):
             base = bases[i % len(bases)]
-            base.putpixel((i % width, 0), (i % 256, 0, 255 - i % 256))
+            base.putpixel((i % width, row), (i % 256, 0, 255 - i % 256))
             out.append(encode(base, "JPEG", quality=90))
         return out
 
@@ -390,44 +391,85 @@ def finished_at(engine: Engine, ids: list[uuid.UUID]) -> list[float]:
     return [float(t) for _, t in rows]
 
 
-def interleaved(
-    worker: Child, engine: Engine, ids: list[uuid.UUID], plain: PlainLoop, window: float
-) -> tuple[float, list[tuple[float, float]]]:
-    """Drain the queued jobs in short windows, alternating with blocks of the plain loop.
+@dataclass
+class DrainSide:
+    """One worker draining its own queued jobs, in windows (see `interleaved`)."""
 
-    The worker runs only inside its windows (SIGSTOP/SIGCONT on its process group) and the
-    plain loop only outside them, so both sides see the same machine: this VM's speed drifts by
-    up to 20 % within seconds, which a plain-before / pipeline / plain-after layout turns into
-    noise in the ratio. Returns the worker's running time and its windows (epoch seconds).
+    name: str
+    worker: Child
+    ids: list[uuid.UUID]
+    windows: list[tuple[float, float]]  # (start, end), epoch seconds
+    blocks: list[int]  # the plain loop's block that ran right before each window
+    done: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return sum(end - start for start, end in self.windows)
+
+    def rate_by_thirds(self, finishes: list[float], plain: PlainLoop) -> list[float]:
+        """This side's rate over the plain loop's in each third of its windows, each against
+        the blocks that ran right before them."""
+        thirds = []
+        for part in range(3):
+            first, last = part * len(self.windows) // 3, (part + 1) * len(self.windows) // 3
+            windows = self.windows[first:last]
+            jobs = sum(1 for t in finishes if any(a <= t <= b + 0.005 for a, b in windows))
+            span = sum(b - a for a, b in windows)
+            blocks = [plain.blocks[k] for k in self.blocks[first:last]]
+            images, seconds = sum(n for n, _ in blocks), sum(t for _, t in blocks)
+            if span and images:
+                thirds.append((jobs / span) / (images / seconds))
+        return thirds
+
+    def plain_rate(self, plain: PlainLoop) -> float:
+        """The plain loop's rate in the blocks paired with this side's windows."""
+        blocks = [plain.blocks[k] for k in self.blocks]
+        return sum(n for n, _ in blocks) / sum(t for _, t in blocks)
+
+
+def interleaved(engine: Engine, sides: list[DrainSide], plain: PlainLoop, window: float) -> None:
+    """Drain each side's queued jobs in short windows, each window after a block of the plain
+    loop, the sides taking turns: plain, side 1, plain, side 2, plain, side 1, ...
+
+    A worker runs only inside its windows (SIGSTOP/SIGCONT on its process group) and the plain
+    loop only outside them, so every side sees the same machine: this VM's speed drifts by up
+    to 20 % within seconds, which a plain-before / pipeline / plain-after layout turns into
+    noise in the ratio. Each side's windows and paired blocks are recorded on it.
     """
-    windows: list[tuple[float, float]] = []
-    while True:
-        plain.run_for(window)
-        os.killpg(worker.pid, signal.SIGCONT)
-        start = time.time()
-        time.sleep(window)
-        os.killpg(worker.pid, signal.SIGSTOP)
-        windows.append((start, time.time()))
-        done = finished_at(engine, ids)
-        if len(done) == len(ids):
-            break
-        if len(windows) > 10_000:
+    rounds = 0
+    while not all(side.done for side in sides):
+        for side in sides:
+            if side.done:
+                continue
+            plain.run_for(window)
+            os.killpg(side.worker.pid, signal.SIGCONT)
+            start = time.time()
+            time.sleep(window)
+            os.killpg(side.worker.pid, signal.SIGSTOP)
+            side.windows.append((start, time.time()))
+            side.blocks.append(len(plain.blocks) - 1)
+            done = finished_at(engine, side.ids)
+            if len(done) == len(side.ids):
+                side.done = True
+                # The last window ends at the last finish: after it the worker was idle.
+                side.windows[-1] = (start, max(start, max(done)))
+        rounds += 1
+        if rounds > 10_000:
             raise TimeoutError("the pipeline did not finish")
-    # The last window ends at the last finish: the time after it was the worker idling.
-    windows[-1] = (windows[-1][0], max(windows[-1][0], max(done)))
-    return sum(end - start for start, end in windows), windows
 
 
 def drain(
     settings: Settings,
     root: Path,
     args: argparse.Namespace,
-    base_url: str,
+    apis: dict[str, str],
     engine: Engine,
     workload: Workload,
     count: int,
 ) -> dict[str, Any]:
-    """One workload: the queue filled through the API, drained by one worker, next to plain."""
+    """One workload: our queue filled through our API and drained by our worker, and the same
+    work (other photos differing by one pixel) through the promises floor's API and worker
+    (floor_worker.py), both in windows next to the plain loop."""
     images = workload.images(count, seed=1)
     in_dir, out_dir = root / f"plain-{workload.name}-in", root / f"plain-{workload.name}-out"
     in_dir.mkdir()
@@ -437,64 +479,88 @@ def drain(
         paths.append(in_dir / f"{i}.jpg")
         paths[-1].write_bytes(data)
     plain = PlainLoop(paths, out_dir, settings, workload)
-    worker = start_worker(settings, root / f"w-{workload.name}.log", concurrency=1, pool=args.pool)
+    workers: dict[str, Child] = {}
     try:
+        workers["ours"] = start_worker(
+            settings, root / f"w-{workload.name}.log", concurrency=1, pool=args.pool
+        )
+        workers["promises"] = start_bench_worker(
+            promises_settings(settings), root / f"pw-{workload.name}.log", "floor_worker", args.pool
+        )
         # Imports, connections, Pillow's first use, the allocator's heap growing to its working
         # size (two jobs of each operation): a worker runs for hours, the clock starts after that.
-        wait_finished(engine, submit_all(workload.images(6, seed=999), base_url, workload))
+        for row, name in enumerate(workers):
+            wait_finished(engine, submit_all(workload.images(6, 999, row), apis[name], workload))
         plain.run_for(0.2)
         plain.reset()
-        # The worker is paused while the queue fills: then it only ever drains a full queue.
-        os.killpg(worker.pid, signal.SIGSTOP)
-        ids = submit_all(images, base_url, workload)
-        cpu_before = cpu_seconds(worker.pid)
-        seconds, windows = interleaved(worker, engine, ids, plain, args.window)
-        worker_cpu = (cpu_seconds(worker.pid) - cpu_before) / count
-        os.killpg(worker.pid, signal.SIGCONT)
-        finishes = sorted(finished_at(engine, ids))
-        # The ratio in each third of the run, each side against its own blocks of that third:
-        # window k of the worker ran right after block k of the plain loop.
-        thirds = []
-        for part in range(3):
-            first, last = part * len(windows) // 3, (part + 1) * len(windows) // 3
-            part_windows = windows[first:last]
-            jobs = sum(1 for t in finishes if any(a <= t <= b + 0.005 for a, b in part_windows))
-            span = sum(b - a for a, b in part_windows)
-            plain_images = sum(n for n, _ in plain.blocks[first:last])
-            plain_seconds = sum(t for _, t in plain.blocks[first:last])
-            if span and plain_images:
-                thirds.append((jobs / span) / (plain_images / plain_seconds))
+        # The workers are paused while the queues fill: then they only ever drain a full queue.
+        for worker in workers.values():
+            os.killpg(worker.pid, signal.SIGSTOP)
+        sides = [
+            DrainSide(
+                name,
+                worker,
+                submit_all(
+                    images if row == 0 else workload.images(count, 1, row), apis[name], workload
+                ),
+                [],
+                [],
+            )
+            for row, (name, worker) in enumerate(workers.items())
+        ]
+        cpu_before = {side.name: cpu_seconds(side.worker.pid) for side in sides}
+        interleaved(engine, sides, plain, args.window)
         result: dict[str, Any] = {
             "plain": plain.rate,
-            "pipeline": count / seconds,
             "kb": sum(map(len, images)) / count / 1024,
             "plain_cpu": plain.cpu / plain.images,
-            "worker_cpu": worker_cpu,
-            "thirds": thirds,
         }
+        for side in sides:
+            cpu = (cpu_seconds(side.worker.pid) - cpu_before[side.name]) / count
+            os.killpg(side.worker.pid, signal.SIGCONT)
+            finishes = sorted(finished_at(engine, side.ids))
+            result[side.name] = {
+                "rate": count / side.seconds,
+                "ratio": (count / side.seconds) / side.plain_rate(plain),
+                "cpu": cpu,
+                "thirds": side.rate_by_thirds(finishes, plain),
+                "plain": side.plain_rate(plain),
+            }
         if workload is WORKLOADS[0]:
             # Uploads and processing at the same time, as clients would use it.
             live = wait_finished(
-                engine, submit_all(workload.images(count, 5000), base_url, workload)
+                engine, submit_all(workload.images(count, 5000), apis["ours"], workload)
             )
             result["live"] = count / live["end_to_end"]
             result["live_seconds"] = live["end_to_end"]
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGCONT)
-        worker.stop()
+        for worker in workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGCONT)
+            worker.stop()
     return result
+
+
+def promises_settings(settings: Settings) -> Settings:
+    """The promises floor's API and worker: our database, store and Redis, its own queue."""
+    return settings.model_copy(update={"celery_queue": f"{settings.celery_queue}.promises"})
+
+
+def start_bench_worker(settings: Settings, log: Path, app: str, pool: str) -> Child:
+    """A worker running one of this folder's Celery apps (noop_worker, floor_worker)."""
+    env = settings_env(settings)
+    env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
+    args = worker_args(pool=pool)
+    args[args.index("imgproc.worker")] = app
+    worker = Child(app, args, env, log).start()
+    return worker.wait_until(lambda: " ready." in worker.log_text(), timeout=30, what="ready")
 
 
 def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> tuple[float, float]:
     """(seconds, worker CPU seconds) per message for a worker draining `count` no-op messages
     (see noop_worker)."""
     sender = create_celery(settings)
-    env = settings_env(settings)
-    env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
-    args = worker_args(pool=pool)
-    args[args.index("imgproc.worker")] = "noop_worker"
-    worker = Child("noop-worker", args, env, root / "noop-worker.log").start()
+    worker = start_bench_worker(settings, root / "noop-worker.log", "noop_worker", pool)
     client = redis.Redis.from_url(settings.redis_url)
     queue, unacked = (
         f"{settings.redis_prefix}{settings.celery_queue}",
@@ -509,7 +575,6 @@ def celery_floor(settings: Settings, root: Path, count: int, pool: str) -> tuple
             sender.send_task(NOOP_TASK, args=[str(uuid.uuid4())], queue=settings.celery_queue)
 
     try:
-        worker.wait_until(lambda: " ready." in worker.log_text(), timeout=30, what="ready")
         send(50)
         wait_for(drained, timeout=60, what="the warm-up messages", interval=0.005)
         os.killpg(worker.pid, signal.SIGSTOP)
@@ -536,14 +601,17 @@ def bench_pipeline(
         " stored result,"
     )
     print("   next to a plain Pillow loop (read file, same function, write file) on the same")
-    print("   photos in one process. The queue is filled through the API; then the worker drains")
+    print("   photos in one process, and next to the promises floor (floor_worker.py: the same")
+    print("   Celery configuration, a job that only claims, processes, stores and records, each")
+    print("   the cheapest way) fed by an API of its own with the same work (photos one pixel")
+    print("   apart). The queues are filled through the APIs; then the workers drain them in")
     print(
-        f"   it in {args.window:.2f} s windows that alternate with {args.window:.2f} s blocks of"
-        " the plain loop. Jobs: resize / grayscale / crop."
+        f"   {args.window:.2f} s windows, taking turns, each window after a {args.window:.2f} s"
+        " block of the plain loop. Jobs: resize / grayscale / crop. Ratios: to the plain loop."
     )
     print(
-        "   photos (JPEG q90)                 jobs  plain loop    pipeline  ratio  overhead/job"
-        "   ratio by thirds"
+        "   photos (JPEG q90)                 jobs  plain loop    pipeline  ratio  promises"
+        "  overhead/job   ratio by thirds"
     )
     counts = {
         "1080p": args.images,
@@ -552,29 +620,38 @@ def bench_pipeline(
         "resize": args.op_images,
         "grayscale": args.op_images,
     }
+    promise_port = free_port()
+    promise_api = start_api(
+        promises_settings(settings), root / "promises-api.log", port=promise_port
+    )
+    apis = {"ours": base_url, "promises": f"http://127.0.0.1:{promise_port}"}
     results = []
-    for workload in WORKLOADS:
-        count = counts[workload.name]
-        if count <= 0:
-            continue
-        r = drain(settings, root, args, base_url, engine, workload, count)
-        results.append((workload, r))
-        overhead = 1000 / r["pipeline"] - 1000 / r["plain"]
-        label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
-        if len(workload.operations) == 1:
-            label = f"1080p, {workload.name} only"
-        thirds = " ".join(f"{t:.2f}" for t in r["thirds"])
-        ratio = r["pipeline"] / r["plain"]
-        target = TARGETS.get(workload.name)
-        verdict = (
-            ""
-            if target is None
-            else f"  (>= {target:.2f}: {'met' if ratio >= target else 'NOT met'})"
-        )
-        print(
-            f"   {workload.name:9} {label:22} {count:5} {r['plain']:7.1f}/s"
-            f" {r['pipeline']:9.1f}/s {ratio:6.2f}  {overhead:6.1f} ms      {thirds}{verdict}"
-        )
+    try:
+        for workload in WORKLOADS:
+            count = counts[workload.name]
+            if count <= 0:
+                continue
+            r = drain(settings, root, args, apis, engine, workload, count)
+            results.append((workload, r))
+            ours, kept = r["ours"], r["promises"]
+            overhead = 1000 / ours["rate"] - 1000 / ours["plain"]
+            label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
+            if len(workload.operations) == 1:
+                label = f"1080p, {workload.name} only"
+            thirds = " ".join(f"{t:.2f}" for t in ours["thirds"])
+            target = TARGETS.get(workload.name)
+            verdict = (
+                ""
+                if target is None
+                else f"  (>= {target:.2f}: {'met' if ours['ratio'] >= target else 'NOT met'})"
+            )
+            print(
+                f"   {workload.name:9} {label:22} {count:5} {r['plain']:7.1f}/s"
+                f" {ours['rate']:9.1f}/s {ours['ratio']:6.2f} {kept['ratio']:8.2f}"
+                f"  {overhead:6.1f} ms      {thirds}{verdict}"
+            )
+    finally:
+        promise_api.stop()
     print(
         "   (targets: resize 1080p >= 0.85, grayscale 1080p >= 0.75, 12 MP >= 0.93 of the plain"
         " loop; overhead/job = 1/pipeline - 1/plain: for tiny photos, the pipeline's fixed cost"
@@ -588,20 +665,27 @@ def bench_pipeline(
             " CPU)"
         )
         for workload, r in results:
-            if workload.name == "tiny":
-                overhead = 1 / r["pipeline"] - 1 / r["plain"]
-                cpu_overhead = r["worker_cpu"] - r["plain_cpu"]
-                beyond, beyond_cpu = overhead - floor, cpu_overhead - floor_cpu
+            if workload.name != "tiny":
+                continue
+            for name in ("ours", "promises"):
+                side = r[name]
+                beyond = 1 / side["rate"] - 1 / side["plain"] - floor
+                beyond_cpu = side["cpu"] - r["plain_cpu"] - floor_cpu
                 print(
-                    f"   Fixed cost per job beyond Celery's floor: {beyond * 1000:.2f} ms of time,"
-                    f" {beyond_cpu * 1000:.2f} ms of worker CPU (tiny photos: pipeline minus"
-                    " plain loop, minus the no-op task; target <= 1 ms)"
+                    f"   Fixed cost per job beyond Celery's floor, {name + ':':9}"
+                    f" {beyond * 1000:5.2f} ms of time, {beyond_cpu * 1000:5.2f} ms of worker CPU"
                 )
+            print(
+                "   (tiny photos: pipeline minus plain loop, minus the no-op task; target for ours"
+                " <= 1 ms)"
+            )
     for workload, r in results:
+        ours, kept = r["ours"], r["promises"]
         print(
             f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
-            f" {r['worker_cpu'] * 1000:.1f} ms (all its threads) -> CPU efficiency"
-            f" {r['plain_cpu'] / r['worker_cpu']:.2f}"
+            f" {ours['cpu'] * 1000:.1f} ms, promises {kept['cpu'] * 1000:.1f} ms (all their"
+            f" threads) -> CPU efficiency {r['plain_cpu'] / ours['cpu']:.2f}"
+            f" (promises {r['plain_cpu'] / kept['cpu']:.2f})"
         )
     for workload, r in results:
         if "live" in r:
