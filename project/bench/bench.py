@@ -32,8 +32,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ from shared.settings import ServiceSettings
 from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
 
 BENCH_DIR = Path(__file__).resolve().parent
-NOOP_TASK = "imgproc.bench.noop"  # the task of noop_worker.py (not imported: it starts a worker)
+# The tasks of noop_worker.py (not imported: importing it builds a worker).
+NOOP_TASK = "imgproc.bench.noop"
+PLAIN_TASK = "imgproc.bench.plain"
 Job = tuple[Operation, OperationParams, dict[str, str]]  # what to do, and its form fields
 
 
@@ -397,9 +400,10 @@ class DrainSide:
 
     name: str
     worker: Child
-    ids: list[uuid.UUID]
-    windows: list[tuple[float, float]]  # (start, end), epoch seconds
-    blocks: list[int]  # the plain loop's block that ran right before each window
+    jobs: int
+    finishes: Callable[[], list[float]]  # finish times (epoch seconds) of its jobs done so far
+    windows: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
+    blocks: list[int] = field(default_factory=list)  # the plain block right before each window
     done: bool = False
 
     @property
@@ -427,7 +431,7 @@ class DrainSide:
         return sum(n for n, _ in blocks) / sum(t for _, t in blocks)
 
 
-def interleaved(engine: Engine, sides: list[DrainSide], plain: PlainLoop, window: float) -> None:
+def interleaved(sides: list[DrainSide], plain: PlainLoop, window: float) -> None:
     """Drain each side's queued jobs in short windows, each window after a block of the plain
     loop, the sides taking turns: plain, side 1, plain, side 2, plain, side 1, ...
 
@@ -448,8 +452,8 @@ def interleaved(engine: Engine, sides: list[DrainSide], plain: PlainLoop, window
             os.killpg(side.worker.pid, signal.SIGSTOP)
             side.windows.append((start, time.time()))
             side.blocks.append(len(plain.blocks) - 1)
-            done = finished_at(engine, side.ids)
-            if len(done) == len(side.ids):
+            done = side.finishes()
+            if len(done) == side.jobs:
                 side.done = True
                 # The last window ends at the last finish: after it the worker was idle.
                 side.windows[-1] = (start, max(start, max(done)))
@@ -467,18 +471,36 @@ def drain(
     workload: Workload,
     count: int,
 ) -> dict[str, Any]:
-    """One workload: our queue filled through our API and drained by our worker, and the same
-    work (other photos differing by one pixel) through the promises floor's API and worker
-    (floor_worker.py), both in windows next to the plain loop."""
+    """One workload drained by three workers in windows that take turns next to the plain loop:
+
+    - `ours`: our queue, filled through our API, drained by our worker;
+    - `promises`: the same work (photos one pixel apart) through the promises floor's API and
+      worker (floor_worker.py);
+    - `celery`: the plain loop's own photos and work as Celery messages (noop_worker.py's
+      `plain` task: no database, no store), finish times from its output files.
+    """
     images = workload.images(count, seed=1)
     in_dir, out_dir = root / f"plain-{workload.name}-in", root / f"plain-{workload.name}-out"
-    in_dir.mkdir()
-    out_dir.mkdir()
+    celery_out = root / f"celery-{workload.name}-out"
+    for directory in (in_dir, out_dir, celery_out):
+        directory.mkdir()
     paths = []
     for i, data in enumerate(images):
         paths.append(in_dir / f"{i}.jpg")
         paths[-1].write_bytes(data)
     plain = PlainLoop(paths, out_dir, settings, workload)
+    celery = celery_settings(settings)
+    sender = create_celery(celery)
+
+    def send_plain(first: int, last: int) -> None:
+        for i in range(first, last):
+            op, params, _ = workload.job(i)
+            message = [str(paths[i]), str(celery_out / str(i)), op.value, params.model_dump()]
+            sender.send_task(PLAIN_TASK, args=message, queue=celery.celery_queue)
+
+    def celery_finishes() -> list[float]:
+        return [entry.stat().st_mtime for entry in os.scandir(celery_out)]
+
     workers: dict[str, Child] = {}
     try:
         workers["ours"] = start_worker(
@@ -487,29 +509,34 @@ def drain(
         workers["promises"] = start_bench_worker(
             promises_settings(settings), root / f"pw-{workload.name}.log", "floor_worker", args.pool
         )
+        workers["celery"] = start_bench_worker(
+            celery, root / f"cw-{workload.name}.log", "noop_worker", args.pool
+        )
         # Imports, connections, Pillow's first use, the allocator's heap growing to its working
         # size (two jobs of each operation): a worker runs for hours, the clock starts after that.
-        for row, name in enumerate(workers):
+        for row, name in enumerate(("ours", "promises")):
             wait_finished(engine, submit_all(workload.images(6, 999, row), apis[name], workload))
+        send_plain(0, 6)
+        wait_for(lambda: len(celery_finishes()) == 6, timeout=60, what="warm-up", interval=0.01)
+        for entry in os.scandir(celery_out):
+            os.unlink(entry.path)  # (those photos are the first six of the run again)
         plain.run_for(0.2)
         plain.reset()
         # The workers are paused while the queues fill: then they only ever drain a full queue.
         for worker in workers.values():
             os.killpg(worker.pid, signal.SIGSTOP)
+        ours_ids = submit_all(images, apis["ours"], workload)
+        promise_ids = submit_all(workload.images(count, 1, row=1), apis["promises"], workload)
+        send_plain(0, count)
         sides = [
+            DrainSide("ours", workers["ours"], count, lambda: finished_at(engine, ours_ids)),
             DrainSide(
-                name,
-                worker,
-                submit_all(
-                    images if row == 0 else workload.images(count, 1, row), apis[name], workload
-                ),
-                [],
-                [],
-            )
-            for row, (name, worker) in enumerate(workers.items())
+                "promises", workers["promises"], count, lambda: finished_at(engine, promise_ids)
+            ),
+            DrainSide("celery", workers["celery"], count, celery_finishes),
         ]
         cpu_before = {side.name: cpu_seconds(side.worker.pid) for side in sides}
-        interleaved(engine, sides, plain, args.window)
+        interleaved(sides, plain, args.window)
         result: dict[str, Any] = {
             "plain": plain.rate,
             "kb": sum(map(len, images)) / count / 1024,
@@ -518,12 +545,11 @@ def drain(
         for side in sides:
             cpu = (cpu_seconds(side.worker.pid) - cpu_before[side.name]) / count
             os.killpg(side.worker.pid, signal.SIGCONT)
-            finishes = sorted(finished_at(engine, side.ids))
             result[side.name] = {
                 "rate": count / side.seconds,
                 "ratio": (count / side.seconds) / side.plain_rate(plain),
                 "cpu": cpu,
-                "thirds": side.rate_by_thirds(finishes, plain),
+                "thirds": side.rate_by_thirds(sorted(side.finishes()), plain),
                 "plain": side.plain_rate(plain),
             }
         if workload is WORKLOADS[0]:
@@ -538,7 +564,13 @@ def drain(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.pid, signal.SIGCONT)
             worker.stop()
+        sender.close()
     return result
+
+
+def celery_settings(settings: Settings) -> Settings:
+    """Celery alone (noop_worker.py): our Redis and configuration, its own queue."""
+    return settings.model_copy(update={"celery_queue": f"{settings.celery_queue}.celery"})
 
 
 def promises_settings(settings: Settings) -> Settings:
@@ -601,17 +633,18 @@ def bench_pipeline(
         " stored result,"
     )
     print("   next to a plain Pillow loop (read file, same function, write file) on the same")
-    print("   photos in one process, and next to the promises floor (floor_worker.py: the same")
-    print("   Celery configuration, a job that only claims, processes, stores and records, each")
-    print("   the cheapest way) fed by an API of its own with the same work (photos one pixel")
-    print("   apart). The queues are filled through the APIs; then the workers drain them in")
+    print("   photos in one process. Two more workers with our Celery configuration drain the")
+    print("   same work: `promises` (floor_worker.py: a job that only claims, reads, processes,")
+    print("   stores and records, each the cheapest way; fed by an API of its own, photos one")
+    print("   pixel apart) and `celery` (noop_worker.py: the plain loop's work as Celery messages,")
+    print("   no database, no store). The queues are filled first; then the workers drain them")
     print(
-        f"   {args.window:.2f} s windows, taking turns, each window after a {args.window:.2f} s"
-        " block of the plain loop. Jobs: resize / grayscale / crop. Ratios: to the plain loop."
+        f"   in {args.window:.2f} s windows, taking turns, each after a {args.window:.2f} s block"
+        " of the plain loop. Jobs: resize / grayscale / crop. Ratios: to the plain loop."
     )
     print(
         "   photos (JPEG q90)                 jobs  plain loop    pipeline  ratio  promises"
-        "  overhead/job   ratio by thirds"
+        "  celery  overhead/job   ratio by thirds"
     )
     counts = {
         "1080p": args.images,
@@ -633,7 +666,7 @@ def bench_pipeline(
                 continue
             r = drain(settings, root, args, apis, engine, workload, count)
             results.append((workload, r))
-            ours, kept = r["ours"], r["promises"]
+            ours, kept, bare = r["ours"], r["promises"], r["celery"]
             overhead = 1000 / ours["rate"] - 1000 / ours["plain"]
             label = f"{workload.size[0]}x{workload.size[1]}, {r['kb']:.0f} KB"
             if len(workload.operations) == 1:
@@ -648,7 +681,7 @@ def bench_pipeline(
             print(
                 f"   {workload.name:9} {label:22} {count:5} {r['plain']:7.1f}/s"
                 f" {ours['rate']:9.1f}/s {ours['ratio']:6.2f} {kept['ratio']:8.2f}"
-                f"  {overhead:6.1f} ms      {thirds}{verdict}"
+                f" {bare['ratio']:7.2f}  {overhead:6.1f} ms      {thirds}{verdict}"
             )
     finally:
         promise_api.stop()
@@ -667,7 +700,7 @@ def bench_pipeline(
         for workload, r in results:
             if workload.name != "tiny":
                 continue
-            for name in ("ours", "promises"):
+            for name in ("ours", "promises", "celery"):
                 side = r[name]
                 beyond = 1 / side["rate"] - 1 / side["plain"] - floor
                 beyond_cpu = side["cpu"] - r["plain_cpu"] - floor_cpu
@@ -676,16 +709,17 @@ def bench_pipeline(
                     f" {beyond * 1000:5.2f} ms of time, {beyond_cpu * 1000:5.2f} ms of worker CPU"
                 )
             print(
-                "   (tiny photos: pipeline minus plain loop, minus the no-op task; target for ours"
-                " <= 1 ms)"
+                "   (tiny photos: the worker's time per job minus the plain loop's, minus the"
+                " no-op task's; target for ours <= 1 ms)"
             )
     for workload, r in results:
-        ours, kept = r["ours"], r["promises"]
+        ours, kept, bare = r["ours"], r["promises"], r["celery"]
         print(
             f"   {workload.name}: CPU per image: plain {r['plain_cpu'] * 1000:.1f} ms, worker"
-            f" {ours['cpu'] * 1000:.1f} ms, promises {kept['cpu'] * 1000:.1f} ms (all their"
-            f" threads) -> CPU efficiency {r['plain_cpu'] / ours['cpu']:.2f}"
-            f" (promises {r['plain_cpu'] / kept['cpu']:.2f})"
+            f" {ours['cpu'] * 1000:.1f} ms, promises {kept['cpu'] * 1000:.1f} ms, celery"
+            f" {bare['cpu'] * 1000:.1f} ms (all their threads) -> CPU efficiency"
+            f" {r['plain_cpu'] / ours['cpu']:.2f} (promises {r['plain_cpu'] / kept['cpu']:.2f},"
+            f" celery {r['plain_cpu'] / bare['cpu']:.2f})"
         )
     for workload, r in results:
         if "live" in r:

@@ -1,18 +1,48 @@
-"""The service's Celery app plus one task that does nothing, for `make bench-project`.
+"""The service's Celery app plus two tasks of Celery alone, for `make bench-project`.
 
-Draining no-op messages with exactly the worker's configuration (late acknowledgement, prefetch 1,
-kombu's Redis transport as `imgproc/broker.py` sets it up) shows what Celery itself costs per
-message on this machine: the floor under the pipeline's fixed cost per job.
+Both run with exactly the worker's configuration (late acknowledgement, prefetch 1, kombu's Redis
+transport as `imgproc/broker.py` sets it up), and neither touches the database or the store:
+
+- `noop` does nothing: draining it shows what Celery itself costs per message on this machine,
+  the floor under the pipeline's fixed cost per job.
+- `plain` does the plain loop's work on one photo (read a file, the same `process_image`, write
+  a new file): Celery with no promises kept, so that the pipeline's cost splits into Celery's
+  share (this task against the plain loop) and the promises' (floor_worker.py against this).
+
 Run as `celery -A noop_worker worker` with project/bench on PYTHONPATH.
 """
 
 from __future__ import annotations
 
-from imgproc.worker import app
+from pathlib import Path
+
+from imgproc.images.schemas import Operation, parse_params
+from imgproc.images.service import EncodeOptions, process_image
+from imgproc.worker import app, settings
 
 NOOP_TASK = "imgproc.bench.noop"
+PLAIN_TASK = "imgproc.bench.plain"
+options = EncodeOptions(
+    jpeg_quality=settings.jpeg_quality,
+    webp_quality=settings.webp_quality,
+    png_compress_level=settings.png_compress_level,
+)
 
 
 @app.task(name=NOOP_TASK)
 def noop(job_id: str) -> None:
     return None
+
+
+@app.task(name=PLAIN_TASK)
+def plain(source: str, target: str, operation: str, params: dict[str, object]) -> None:
+    op = Operation(operation)
+    result = process_image(
+        Path(source).read_bytes(),
+        op,
+        parse_params(op, params),
+        max_pixels=settings.max_pixels,
+        options=options,
+    )
+    # The finish time is the file's: the bench reads the mtimes (no extra round trip here).
+    Path(target).write_bytes(result.data)
