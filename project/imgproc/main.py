@@ -148,6 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous image processing: crop, grayscale, resize.",
         version="1.0.0",
         lifespan=lifespan,
+        # No OpenTelemetry here (metrics are Prometheus'): with this off, FastAPI stops asking
+        # the global OpenTelemetry providers (environment lookups) on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     resources.attach(app)
     app.include_router(jobs_router)
