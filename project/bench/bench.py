@@ -65,7 +65,8 @@ from imgproc.images.schemas import (
     OperationParams,
     ResizeParams,
 )
-from imgproc.images.service import EncodeOptions, process_image
+from imgproc.images.service import process_image
+from imgproc.jobs.processor import encode_options
 from imgproc.migrate import upgrade
 from shared.settings import ServiceSettings
 from shared.testing.namespaces import delete_redis_prefix, new_run_id, temporary_database
@@ -143,11 +144,7 @@ class PlainLoop:
 
     def __init__(self, paths: list[Path], out_dir: Path, settings: Settings, workload: Workload):
         self.paths, self.out_dir, self.workload = paths, out_dir, workload
-        self.options = EncodeOptions(
-            jpeg_quality=settings.jpeg_quality,
-            webp_quality=settings.webp_quality,
-            png_compress_level=settings.png_compress_level,
-        )
+        self.options = encode_options(settings)
         self.max_pixels = settings.max_pixels
         self.next = 0
         self.reset()

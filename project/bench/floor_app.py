@@ -57,10 +57,10 @@ def create_app() -> FastAPI:
     queue = os.environ.get("CELERY_QUEUE", "imgproc") + (".promise" if guarantees else ".floor")
     out_dir = Path(os.environ["DATA_DIR"]) / ("promise" if guarantees else "floor")
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Stock Celery, stock kombu transport; only the key prefix keeps it inside the bench's run.
-    celery = Celery("floor", broker=os.environ["REDIS_URL"], set_as_current=False)
-    celery.conf.broker_transport_options = {"global_keyprefix": prefix}
     if not guarantees:
+        # Stock Celery, stock kombu transport; only the key prefix keeps it inside the run.
+        celery = Celery("floor", broker=os.environ["REDIS_URL"], set_as_current=False)
+        celery.conf.broker_transport_options = {"global_keyprefix": prefix}
         app = FastAPI()
 
         @app.post("/resize", status_code=202)

@@ -36,8 +36,10 @@ from imgproc.celery_app import PROCESS_TASK, create_celery
 from imgproc.config import get_settings
 from imgproc.images.memory import keep_freed_memory
 from imgproc.images.schemas import Operation, parse_params
-from imgproc.images.service import EncodeOptions, process_image
+from imgproc.images.service import process_image
+from imgproc.jobs.processor import encode_options
 from imgproc.jobs.status_cache import StatusKeys
+from imgproc.storage.service import ContentStore
 from shared.settings import plain_postgres_url
 
 CLAIM = """
@@ -56,12 +58,8 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 settings = get_settings()
 keep_freed_memory()  # as our worker and the plain loop do (images/memory.py)
 app = create_celery(settings)
-objects = Path(settings.data_dir) / "objects"
-options = EncodeOptions(
-    jpeg_quality=settings.jpeg_quality,
-    webp_quality=settings.webp_quality,
-    png_compress_level=settings.png_compress_level,
-)
+store = ContentStore(settings.data_dir)  # paths only: its `put` checks more than needed
+options = encode_options(settings)
 keys = StatusKeys(settings.redis_prefix)
 state: dict[str, Any] = {}  # this process's connections, opened at its first job
 known_dirs: set[Path] = set()
@@ -78,23 +76,24 @@ def process_job(job_id: str) -> None:
     if row is None:  # done already, or another worker's
         return
     attempt, operation, params, input_sha256 = row
-    data = (objects / input_sha256[:2] / input_sha256).read_bytes()
+    data = store.path_for(input_sha256).read_bytes()
     op = Operation(operation)
     result = process_image(
         data, op, parse_params(op, params), max_pixels=settings.max_pixels, options=options
     )
     digest = hashlib.sha256(result.data).hexdigest()
-    directory = objects / digest[:2]
-    if directory not in known_dirs:
-        directory.mkdir(parents=True, exist_ok=True)
-        known_dirs.add(directory)
-    tmp = directory / f".tmp-{uuid.uuid4().hex}"
+    path = store.path_for(digest)
+    if path.parent not in known_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known_dirs.add(path.parent)
+    # The write alone: no check for an existing copy first (ContentStore.put stats it).
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
     fd = os.open(tmp, _CREATE, 0o600)
     try:
         os.write(fd, result.data)  # (a few hundred KB at most: one write)
     finally:
         os.close(fd)
-    os.replace(tmp, directory / digest)
+    os.replace(tmp, path)
     done = (digest, result.format, result.width, result.height, uid, attempt)
     db.execute(DONE, done, prepare=True)
     state["cache"].send(("DEL", keys.status(job_id)))

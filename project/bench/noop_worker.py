@@ -17,16 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgproc.images.schemas import Operation, parse_params
-from imgproc.images.service import EncodeOptions, process_image
+from imgproc.images.service import process_image
+from imgproc.jobs.processor import encode_options
 from imgproc.worker import app, settings
 
 NOOP_TASK = "imgproc.bench.noop"
 PLAIN_TASK = "imgproc.bench.plain"
-options = EncodeOptions(
-    jpeg_quality=settings.jpeg_quality,
-    webp_quality=settings.webp_quality,
-    png_compress_level=settings.png_compress_level,
-)
+options = encode_options(settings)
 
 
 @app.task(name=NOOP_TASK)

@@ -80,12 +80,17 @@ class WorkerContext:
             store=open_store(settings, fsync=False),
             cache=SyncCache(settings.effective_cache_url, timeout=settings.cache_socket_timeout),
             keys=StatusKeys(settings.redis_prefix),
-            encode=EncodeOptions(
-                jpeg_quality=settings.jpeg_quality,
-                webp_quality=settings.webp_quality,
-                png_compress_level=settings.png_compress_level,
-            ),
+            encode=encode_options(settings),
         )
+
+
+def encode_options(settings: Settings) -> EncodeOptions:
+    """The encoder settings every worker (and the bench's plain loop) writes outputs with."""
+    return EncodeOptions(
+        jpeg_quality=settings.jpeg_quality,
+        webp_quality=settings.webp_quality,
+        png_compress_level=settings.png_compress_level,
+    )
 
 
 _contexts: dict[int, WorkerContext] = {}
