@@ -793,7 +793,8 @@ def bench_submit_floor(
     print("2) Submit path: our API vs the floor (floor_app.py: FastAPI saves the bytes under a")
     print("   random name, sends a stock Celery task; no validation, fsync, database, cache) and")
     print("   vs the floor with our promises kept the cheapest way (`promises`: size limit, sha256")
-    print("   name, header check, fsync + rename, one autocommit INSERT on raw asyncpg, the task")
+    print("   name, header check, fsync + rename, on raw asyncpg BEGIN, our INSERT with the blob's")
+    print("   lock and de-duplication, a stat, COMMIT, a failed request's blob deleted; the task")
     print("   sent as our API sends it: one LPUSH).")
     print(
         f"   One uvicorn process each, {args.connections} keep-alive connections, closed loop,"

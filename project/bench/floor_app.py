@@ -6,16 +6,25 @@ random name (no fsync, no validation, no hashing, no database, no de-duplication
 rate limit, no metrics, no logging), and a Celery task carrying that name is sent with Celery's
 stock configuration to the same Redis broker.
 
-With `FLOOR_GUARANTEES=1`, the floor of a service that keeps the promises the capstone makes
-(project/README.md, "Reliability guarantees"), each done the cheapest way there is, and nothing
-else: the size limit, the name computed from the bytes (sha256, never the client's), the image
-checked against the limits before any worker could see it (the same `inspect_image` the API
-calls), the file fsynced and renamed into place before the answer, and the job's row committed
-(one INSERT on a plain asyncpg connection, autocommit: a single round trip) before the task is
-sent, the cheapest way we know: as our API sends it (`JobQueue.send`, one asynchronous LPUSH of
-a message Celery built once; kombu's `send_task` costs 0.15 ms more). No de-duplication, no
-cache, no metrics, no logging, no overload protection: those are ours alone. Any service that
-keeps the promises does at least this per upload, so its throughput bounds ours from above.
+With `FLOOR_GUARANTEES=1`, the floor of a service that keeps every submit-side promise of the
+capstone's guarantees table (project/README.md, "Reliability guarantees"), each done the cheapest
+way there is, and nothing else:
+- the size limit; the file named by its sha256, never by the client; the image checked against
+  the limits before any worker could see it (the same `inspect_image` the API calls);
+- the file fsynced and renamed into place (and its directory fsynced) before the answer;
+- the job's row committed before the answer and before the task is sent, with an identical live
+  request's job shared instead of a second one (the unique index: `ON CONFLICT DO NOTHING`, then
+  the twin's row);
+- nothing left behind by a failed request (a blob it wrote that no row uses is deleted), which is
+  safe against an identical upload racing it only if the INSERT holds the blob's shared lock
+  until its commit and checks the file under it: so BEGIN, the INSERT with the lock (our API's
+  own statement, `INSERT_JOB_SQL`), a stat, COMMIT, on a plain asyncpg connection;
+- the task sent as our API sends it (`JobQueue.send`: one asynchronous LPUSH of a message Celery
+  built once; kombu's `send_task` costs 0.15 ms more).
+No status cache, twin lookup in Redis, metrics, logging, request ids or overload protection:
+those are ours alone. Any service that keeps these promises does at least this work per upload,
+so its throughput bounds ours from above. (Until 2026-12-01 this floor committed one autocommit
+INSERT and had no de-duplication or clean-up: it kept the first two points only.)
 
 Run: `uvicorn --factory floor_app:create_app` with project/bench on PYTHONPATH and the service's
 environment (REDIS_URL, REDIS_PREFIX, CELERY_QUEUE, DATA_DIR; DATABASE_URL with the guarantees).
@@ -36,19 +45,18 @@ from typing import Annotated, Any
 import anyio
 import asyncpg  # type: ignore[import-untyped]  # (no stubs)
 from celery import Celery
-from fastapi import FastAPI, Form, HTTPException, UploadFile
+from fastapi import FastAPI, Form, HTTPException, Response, UploadFile
 
 from imgproc.config import get_settings
 from imgproc.images.exceptions import ImageError
 from imgproc.images.service import inspect_image
+from imgproc.jobs import repository as repo
 from imgproc.jobs.queue import JobQueue
 from shared.settings import plain_postgres_url
 
-_INSERT = """
-INSERT INTO imgproc_jobs (id, operation, params, status, request_key, input_sha256,
-                          input_format, input_bytes)
-VALUES ($1, 'resize', $2, 'queued', $3, $4, $5, $6)
-"""
+# A failed request's clean-up, as the API's (jobs.service.forget_unreferenced).
+_LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))"
+_USED = "SELECT id FROM imgproc_jobs WHERE input_sha256 = $1 LIMIT 1"
 
 
 def create_app() -> FastAPI:
@@ -95,7 +103,10 @@ def create_app() -> FastAPI:
 
         app = FastAPI(lifespan=lifespan)
 
-        def store(data: bytes, path: Path) -> None:
+        def store(data: bytes, path: Path) -> bool:
+            """Write the blob unless it is there; True if this call wrote it."""
+            if path.exists():
+                return False
             tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -107,9 +118,18 @@ def create_app() -> FastAPI:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            return True
+
+        async def forget(connection: Any, digest: str, path: Path) -> None:
+            """Delete the blob a failed request wrote, unless a row uses it (under the lock)."""
+            async with connection.transaction():
+                await connection.execute(_LOCK_EXCLUSIVE, digest)
+                if await connection.fetchval(_USED, digest) is None:
+                    path.unlink(missing_ok=True)
 
         @app.post("/resize", status_code=202)
         async def resize_kept(
+            response: Response,
             file: UploadFile,
             width: Annotated[int | None, Form()] = None,
             height: Annotated[int | None, Form()] = None,
@@ -122,13 +142,36 @@ def create_app() -> FastAPI:
                 info = inspect_image(data, max_pixels=max_pixels)
             except ImageError as exc:
                 raise HTTPException(exc.status_code, exc.message) from exc
-            await anyio.to_thread.run_sync(store, data, out_dir / digest)
-            job_id = uuid.uuid4()
+            path = out_dir / digest
+            created = await anyio.to_thread.run_sync(store, data, path)
+            # The request's identity: the bytes with the parameters (a 64-character column).
+            key = hashlib.sha256(f"{digest}\nresize\n{width}x{height}".encode()).hexdigest()
             params = json.dumps({"width": width, "height": height})
+            job_id = uuid.uuid4()
+            # INSERT_JOB_SQL's parameters (no request id; the last one keys the blob's lock).
+            values = (job_id, "resize", params, key, digest, info.format, len(data), None, digest)
             assert pool is not None
-            await pool.execute(_INSERT, job_id, params, digest, digest, info.format, len(data))
-            await jobs.send(str(job_id))
-            return {"task_id": str(job_id), "status": "queued"}
+            async with pool.acquire() as connection:
+                try:
+                    async with connection.transaction():
+                        row = await connection.fetchrow(repo.INSERT_JOB_SQL, *values)
+                        if not path.exists():  # a failed twin's clean-up deleted it: write again
+                            await anyio.to_thread.run_sync(store, data, path)
+                        if row is None:
+                            row = await connection.fetchrow(
+                                repo.SELECT_LIVE_BY_REQUEST_KEY_SQL, key
+                            )
+                except BaseException:
+                    if created:
+                        await forget(connection, digest, path)
+                    raise
+            if row is None:
+                raise HTTPException(503, "the identical job failed meanwhile; retry")
+            if row["id"] != job_id:
+                response.status_code = 200  # an identical live request's job
+                return {"task_id": str(row["id"]), "status": row["status"]}
+            await jobs.send(str(row["id"]))
+            return {"task_id": str(row["id"]), "status": "queued"}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
