@@ -26,6 +26,17 @@ those are ours alone. Any service that keeps these promises does at least this w
 so its throughput bounds ours from above. (Until 2026-12-01 this floor committed one autocommit
 INSERT and had no de-duplication or clean-up: it kept the first two points only.)
 
+With `FLOOR_FEATURES=1` as well, the same plus what our API does on every upload beyond the
+guarantees, each the cheapest way (what the submit path's targets must leave room for):
+- a request id (the client's `X-Request-ID` if well-formed, else a new one), echoed back;
+- an identical request looked up in Redis before the image is checked (one GET: it is what lets
+  a repeat skip the check, the cache hit the issue's `p50 <= 2 ms` target is about), and the
+  new job's dedup entry and status written to Redis after the commit (one pipelined round trip);
+- the queue's depth for load shedding, read from the job table at most once a second;
+- Prometheus metrics: requests by route and status, a latency histogram, jobs submitted;
+- one JSON access line per request on stderr.
+No FastAPI dependencies, SQLAlchemy, structlog or instrumentator: those are our layers.
+
 Run: `uvicorn --factory floor_app:create_app` with project/bench on PYTHONPATH and the service's
 environment (REDIS_URL, REDIS_PREFIX, CELERY_QUEUE, DATA_DIR; DATABASE_URL with the guarantees).
 Nothing consumes its queue: the bench deletes the run's Redis prefix at the end.
@@ -36,6 +47,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,8 +58,10 @@ from typing import Annotated, Any
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]  # (no stubs)
+import redis.asyncio as aioredis
 from celery import Celery
-from fastapi import FastAPI, Form, HTTPException, Response, UploadFile
+from fastapi import FastAPI, Form, HTTPException, Request, Response, UploadFile
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 
 from imgproc.config import get_settings
 from imgproc.images.exceptions import ImageError
@@ -57,13 +73,19 @@ from shared.settings import plain_postgres_url
 # A failed request's clean-up, as the API's (jobs.service.forget_unreferenced).
 _LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))"
 _USED = "SELECT id FROM imgproc_jobs WHERE input_sha256 = $1 LIMIT 1"
+_QUEUED = "SELECT count(*) FROM imgproc_jobs WHERE status = 'queued'"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def create_app() -> FastAPI:
     prefix = os.environ.get("REDIS_PREFIX", "")
     guarantees = os.environ.get("FLOOR_GUARANTEES") == "1"
+    features = guarantees and os.environ.get("FLOOR_FEATURES") == "1"
     queue = os.environ.get("CELERY_QUEUE", "imgproc") + (".promise" if guarantees else ".floor")
-    out_dir = Path(os.environ["DATA_DIR"]) / ("promise" if guarantees else "floor")
+    queue += ".features" if features else ""
+    out_dir = Path(os.environ["DATA_DIR"]) / (
+        ("features" if features else "promise") if guarantees else "floor"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     if not guarantees:
         # Stock Celery, stock kombu transport; only the key prefix keeps it inside the run.
@@ -88,7 +110,16 @@ def create_app() -> FastAPI:
         max_pixels = int(os.environ.get("MAX_PIXELS", 40_000_000))
         pool: Any = None  # an asyncpg.Pool once started
         # Its own queue (nothing consumes it), in the service's Redis under the run's prefix.
-        jobs = JobQueue.from_settings(get_settings().model_copy(update={"celery_queue": queue}))
+        settings = get_settings()
+        jobs = JobQueue.from_settings(settings.model_copy(update={"celery_queue": queue}))
+        cache = aioredis.Redis.from_url(settings.redis_url)
+        registry = CollectorRegistry()
+        requests_total = Counter(
+            "floor_requests_total", "by route and status", ["handler", "status"], registry=registry
+        )
+        latency = Histogram("floor_request_seconds", "by route", ["handler"], registry=registry)
+        submitted = Counter("floor_jobs_submitted_total", "by dedup", ["dedup"], registry=registry)
+        load = {"queued": 0, "read_at": -1.0}
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -98,10 +129,13 @@ def create_app() -> FastAPI:
             )
             yield
             await pool.close()
+            await cache.aclose()  # type: ignore[attr-defined]  # stubs predate aclose
             await jobs.aclose()
             jobs.close()
 
         app = FastAPI(lifespan=lifespan)
+        if features:
+            app.mount("/metrics", make_asgi_app(registry))
 
         def store(data: bytes, path: Path) -> bool:
             """Write the blob unless it is there; True if this call wrote it."""
@@ -127,25 +161,38 @@ def create_app() -> FastAPI:
                 if await connection.fetchval(_USED, digest) is None:
                     path.unlink(missing_ok=True)
 
-        @app.post("/resize", status_code=202)
-        async def resize_kept(
-            response: Response,
-            file: UploadFile,
-            width: Annotated[int | None, Form()] = None,
-            height: Annotated[int | None, Form()] = None,
+        async def shed() -> bool:
+            """Whether the queue is past its bound, from the table at most once a second."""
+            now = time.monotonic()
+            if now - load["read_at"] >= 1.0:
+                load["read_at"] = now
+                load["queued"] = await pool.fetchval(_QUEUED)
+            return load["queued"] >= 1_000_000
+
+        async def submit(
+            response: Response, data: bytes, width: int | None, height: int | None
         ) -> dict[str, str]:
-            data = await file.read()
             if not data or len(data) > max_bytes:
                 raise HTTPException(413, "empty or too large")
             digest = hashlib.sha256(data).hexdigest()
+            # The request's identity: the bytes with the parameters (a 64-character column).
+            key = hashlib.sha256(f"{digest}\nresize\n{width}x{height}".encode()).hexdigest()
+            if features:
+                if await shed():
+                    raise HTTPException(503, "the queue is too long")
+                twin = await cache.get(f"{prefix}floor:dedup:{key}")
+                if twin is not None:
+                    cached = await cache.get(f"{prefix}floor:status:{twin.decode()}")
+                    if cached is not None:
+                        response.status_code = 200
+                        submitted.labels(dedup="true").inc()
+                        return {"task_id": twin.decode(), "status": json.loads(cached)["status"]}
             try:
                 info = inspect_image(data, max_pixels=max_pixels)
             except ImageError as exc:
                 raise HTTPException(exc.status_code, exc.message) from exc
             path = out_dir / digest
             created = await anyio.to_thread.run_sync(store, data, path)
-            # The request's identity: the bytes with the parameters (a 64-character column).
-            key = hashlib.sha256(f"{digest}\nresize\n{width}x{height}".encode()).hexdigest()
             params = json.dumps({"width": width, "height": height})
             job_id = uuid.uuid4()
             # INSERT_JOB_SQL's parameters (no request id; the last one keys the blob's lock).
@@ -167,11 +214,56 @@ def create_app() -> FastAPI:
                     raise
             if row is None:
                 raise HTTPException(503, "the identical job failed meanwhile; retry")
+            task_id, status = str(row["id"]), row["status"]
+            if features:
+                status_doc = json.dumps(
+                    {"task_id": task_id, "status": status, "operation": "resize"}
+                )
+                async with cache.pipeline(transaction=False) as pipe:
+                    pipe.set(f"{prefix}floor:dedup:{key}", task_id, ex=86400)
+                    pipe.set(f"{prefix}floor:status:{task_id}", status_doc, ex=3600, nx=True)
+                    await pipe.execute()
+                submitted.labels(dedup=str(row["id"] != job_id).lower()).inc()
             if row["id"] != job_id:
                 response.status_code = 200  # an identical live request's job
-                return {"task_id": str(row["id"]), "status": row["status"]}
-            await jobs.send(str(row["id"]))
-            return {"task_id": str(row["id"]), "status": "queued"}
+                return {"task_id": task_id, "status": status}
+            await jobs.send(task_id)
+            return {"task_id": task_id, "status": "queued"}
+
+        @app.post("/resize", status_code=202)
+        async def resize_kept(
+            request: Request,
+            response: Response,
+            file: UploadFile,
+            width: Annotated[int | None, Form()] = None,
+            height: Annotated[int | None, Form()] = None,
+        ) -> dict[str, str]:
+            if not features:
+                return await submit(response, await file.read(), width, height)
+            started = time.perf_counter()
+            given = None
+            for name, value in request.scope["headers"]:
+                if name == b"x-request-id":
+                    given = value.decode("latin-1")
+            request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+            response.headers["x-request-id"] = request_id
+            code, answer = 500, None
+            try:
+                answer = await submit(response, await file.read(), width, height)
+                code = response.status_code or 202
+                return answer
+            except HTTPException as exc:
+                code = exc.status_code
+                raise
+            finally:
+                took = time.perf_counter() - started
+                requests_total.labels(handler="/resize", status=str(code)).inc()
+                latency.labels(handler="/resize").observe(took)
+                line = {"event": "request", "request_id": request_id, "method": "POST"}
+                line |= {"path": "/resize", "status": code, "ms": round(took * 1000, 2)}
+                if answer is not None:
+                    line["job_id"] = answer["task_id"]
+                sys.stderr.write(json.dumps(line) + "\n")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

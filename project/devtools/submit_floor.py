@@ -7,8 +7,9 @@ width of its own. The client talks to one server at a time, in windows that alte
 the two (ours, floor, ours, floor, ...), so both see the same machine; each window counts the
 answers and the server process's CPU time (/proc, user + system).
 
-A third side, optional, is floor_app.py with the guarantees: the least any service that keeps
-our promises must do per upload (see floor_app.py).
+Optional further sides are floor_app.py with the guarantees (the least any service that keeps
+our promises must do per upload) and with our features as well, each the cheapest way (see
+floor_app.py).
 
 The client is a few lines of asyncio over raw sockets rather than locust: locust's own CPU per
 request (it builds each multipart body) would take most of the two cores from the servers.
@@ -35,11 +36,18 @@ BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 
 
 def start_floor(
-    settings: Settings, log_path: Path, *, port: int, guarantees: bool = False, timeout: float = 60
+    settings: Settings,
+    log_path: Path,
+    *,
+    port: int,
+    guarantees: bool = False,
+    features: bool = False,
+    timeout: float = 60,
 ) -> Child:
     """Start floor_app.py under uvicorn on 127.0.0.1:`port` with the service's environment.
 
-    `guarantees`: the floor of a service that keeps our promises (see floor_app.py).
+    `guarantees`: the floor of a service that keeps our promises; `features`: that, and our
+    API's features per upload, each the cheapest way (see floor_app.py).
     """
     args = [
         sys.executable, "-m", "uvicorn", "--factory", "floor_app:create_app",
@@ -47,8 +55,10 @@ def start_floor(
     ]  # fmt: skip
     env = settings_env(settings)
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), env["PYTHONPATH"]])
-    env["FLOOR_GUARANTEES"] = "1" if guarantees else "0"
-    child = Child("promise" if guarantees else "floor", args, env, log_path).start()
+    env["FLOOR_GUARANTEES"] = "1" if guarantees or features else "0"
+    env["FLOOR_FEATURES"] = "1" if features else "0"
+    name = "features" if features else "promise" if guarantees else "floor"
+    child = Child(name, args, env, log_path).start()
     return child.wait_until(
         http_ok(f"http://127.0.0.1:{port}/healthz", below=300), timeout=timeout, what="healthz"
     )
