@@ -311,7 +311,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=300, help="1080p photos, pipeline part")
-    parser.add_argument("--big-images", type=int, default=40, help="12 MP photos (0: skip)")
+    parser.add_argument("--big-images", type=int, default=90, help="12 MP photos (0: skip)")
     parser.add_argument("--tiny-images", type=int, default=300, help="64x48 photos (0: skip)")
     parser.add_argument(
         "--op-images", type=int, default=150, help="1080p photos per single-operation row"
