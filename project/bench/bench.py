@@ -325,7 +325,7 @@ def main() -> None:
     parser.add_argument(
         "--rates", default="0.5,1", help="requests/s per locust user, one run per value"
     )
-    parser.add_argument("--cache-requests", type=int, default=30)
+    parser.add_argument("--cache-requests", type=int, default=100)
     parser.add_argument("--pool", default="solo", choices=["prefork", "solo"])
     parser.add_argument("--floor-rounds", type=int, default=6, help="submit vs floor: rounds")
     parser.add_argument("--floor-seconds", type=float, default=3.0, help="... seconds per window")
