@@ -19,7 +19,8 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import (
+from shared.testing.http import http_client
+from shared.testing.items import (
     at_once,
     create_item,
     expect_422,
@@ -27,7 +28,6 @@ from labs.lab01_rest.tests.test_items_contract import (
     show,
     unique_name,
 )
-from shared.testing.http import http_client
 from shared.testing.server import AppServer
 
 TASK_STORE = "2. Items in PostgreSQL"

@@ -27,8 +27,8 @@ import psycopg
 import pytest
 import redis
 
-from labs.lab01_rest.tests.test_items_contract import create_item, expect_404, show, unique_name
 from shared.testing.faulty_tcp import FaultyTcp
+from shared.testing.items import create_item, expect_404, show, unique_name
 from shared.testing.server import AppServer
 
 TASK_READS = "1. Cache-aside reads"

@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
+from shared.testing.items import create_item, show
 from shared.testing.pricing import PricingControl
 
 TASK_ASYNC = "1. Nothing blocks the event loop"

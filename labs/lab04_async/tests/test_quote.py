@@ -21,9 +21,9 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab04_async.tests.conftest import PRICING_ATTEMPTS, PRICING_BACKOFF, PRICING_TIMEOUT
 from shared.testing.faulty_tcp import FaultyTcp
+from shared.testing.items import create_item, show
 from shared.testing.pricing import PricingControl
 from shared.testing.server import AppServer
 

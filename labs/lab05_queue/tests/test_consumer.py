@@ -19,7 +19,6 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab05_queue.tests.conftest import PREFETCH
 from labs.lab05_queue.tests.rabbit import (
     Names,
@@ -31,6 +30,7 @@ from labs.lab05_queue.tests.rabbit import (
     wait_until,
 )
 from labs.lab05_queue.tests.test_orders import post_order
+from shared.testing.items import create_item, show
 
 TASK = "3. The notifications service"
 CREATED = "order.created"

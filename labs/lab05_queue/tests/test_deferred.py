@@ -16,7 +16,6 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab05_queue.tests.conftest import MAX_ATTEMPTS, QUEUE_MAX_LENGTH, RETRY_DELAY_MS
 from labs.lab05_queue.tests.rabbit import (
     Message,
@@ -28,6 +27,7 @@ from labs.lab05_queue.tests.rabbit import (
 )
 from labs.lab05_queue.tests.test_consumer import expect_each_once, place_orders, wait_handled
 from labs.lab05_queue.tests.test_orders import post_order
+from shared.testing.items import create_item, show
 
 TASK = "4. Delays, retries and the dead-letter queue"
 CREATED = "order.created"

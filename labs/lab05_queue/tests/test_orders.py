@@ -16,8 +16,8 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab05_queue.tests.rabbit import Message, Rabbit, wait_until
+from shared.testing.items import create_item, show
 
 TASK = "1. Orders publish order.created"
 

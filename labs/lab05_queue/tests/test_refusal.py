@@ -18,7 +18,6 @@ import httpx
 import psycopg
 import pytest
 
-from labs.lab01_rest.tests.test_items_contract import create_item, show
 from labs.lab05_queue.tests.conftest import PUBLISH_TIMEOUT
 from labs.lab05_queue.tests.rabbit import (
     Names,
@@ -28,6 +27,7 @@ from labs.lab05_queue.tests.rabbit import (
     wait_until,
 )
 from labs.lab05_queue.tests.test_orders import orders_count, post_order
+from shared.testing.items import create_item, show
 from shared.testing.tcp_proxy import TcpProxy
 
 TASK = "2. Broker down or refusing: 503, no order"
