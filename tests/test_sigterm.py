@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from shared.grading.runner import REPO_ROOT
 
@@ -93,3 +95,34 @@ def test_sigterm_stops_the_servers_and_drops_the_database():
     assert grading.returncode != 0, "an interrupted grading must not look like a pass"
     assert not alive(server), f"the server outlived the grading:\n{output[-2000:]}"
     assert not database_exists(database), f"the run's database {database} was left behind"
+
+
+def test_a_grading_started_as_sigterm_arrives_is_stopped_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM between `grade`'s check of the stop flag and its registration of the new child:
+    the handler's list of running gradings misses the child, so `grade` must stop it itself
+    instead of letting a whole lab's grading run on after the command was told to stop."""
+    import shared.grading.runner as runner
+
+    real_popen = subprocess.Popen
+    started: list[subprocess.Popen[str]] = []
+
+    def popen_then_sigterm(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        proc = real_popen(*args, **kwargs)
+        started.append(proc)
+        runner._stopping.set()  # what the SIGTERM handler does first, in this window
+        return proc
+
+    # `runner` calls `subprocess.Popen` through the module: patch it there, for this test only.
+    monkeypatch.setattr(subprocess, "Popen", popen_then_sigterm)
+    try:
+        began = time.monotonic()
+        graded = runner.grade(LAB, LAB / "solution", timeout=120)
+    finally:
+        runner._stopping.clear()
+    assert len(started) == 1, "grade() must start exactly one child"
+    assert started[0].returncode is not None, "the child must have been stopped and reaped"
+    assert graded.note == "not graded: stopped by SIGTERM", graded.note
+    # Lab 2's full grading takes far longer; stopping it is SIGTERM plus its teardown.
+    assert time.monotonic() - began < runner.TEARDOWN_GRACE + 10

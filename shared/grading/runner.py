@@ -74,12 +74,18 @@ def grade(
         with _running_lock:
             _running.add(proc)
         try:
-            try:
-                stdout, stderr = proc.communicate(timeout=total_timeout or timeout * 40)
-                code = proc.returncode
-            except subprocess.TimeoutExpired:
+            if _stopping.is_set():
+                # SIGTERM came between the check above and the registration: the handler set
+                # the flag before it listed the running gradings, so it may have missed this one.
                 stdout, stderr = _stop(proc)
-                code, note = -1, "grading timed out"
+                code, note = -1, "not graded: stopped by SIGTERM"
+            else:
+                try:
+                    stdout, stderr = proc.communicate(timeout=total_timeout or timeout * 40)
+                    code = proc.returncode
+                except subprocess.TimeoutExpired:
+                    stdout, stderr = _stop(proc)
+                    code, note = -1, "grading timed out"
         finally:
             with _running_lock:
                 _running.discard(proc)
