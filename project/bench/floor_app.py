@@ -31,7 +31,8 @@ guarantees, each the cheapest way (what the submit path's targets must leave roo
 - a request id (the client's `X-Request-ID` if well-formed, else a new one), echoed back;
 - an identical request looked up in Redis before the image is checked (one GET: it is what lets
   a repeat skip the check, the cache hit the issue's `p50 <= 2 ms` target is about), and the
-  new job's dedup entry and status written to Redis after the commit (one pipelined round trip);
+  new job's dedup entry and status written to Redis after the commit, in the same pipelined
+  round trip as the message (our API sends them in two);
 - the queue's depth for load shedding, read from the job table at most once a second;
 - Prometheus metrics: requests by route and status, a latency histogram, jobs submitted;
 - one JSON access line per request on stderr.
@@ -113,6 +114,7 @@ def create_app() -> FastAPI:
         settings = get_settings()
         jobs = JobQueue.from_settings(settings.model_copy(update={"celery_queue": queue}))
         cache = aioredis.Redis.from_url(settings.redis_url)
+        queue_key = f"{prefix}{queue}"  # the queue's list in the broker (as JobQueue.send)
         registry = CollectorRegistry()
         requests_total = Counter(
             "floor_requests_total", "by route and status", ["handler", "status"], registry=registry
@@ -215,19 +217,23 @@ def create_app() -> FastAPI:
             if row is None:
                 raise HTTPException(503, "the identical job failed meanwhile; retry")
             task_id, status = str(row["id"]), row["status"]
+            created_job = row["id"] == job_id
             if features:
-                status_doc = json.dumps(
-                    {"task_id": task_id, "status": status, "operation": "resize"}
-                )
+                # The cache entries and the message in one round trip (the cache and the broker
+                # are one Redis here, as in the default deployment).
+                status_doc = json.dumps({"task_id": task_id, "status": status, "op": "resize"})
                 async with cache.pipeline(transaction=False) as pipe:
                     pipe.set(f"{prefix}floor:dedup:{key}", task_id, ex=86400)
                     pipe.set(f"{prefix}floor:status:{task_id}", status_doc, ex=3600, nx=True)
+                    if created_job:
+                        pipe.lpush(queue_key, jobs.message(task_id))
                     await pipe.execute()
-                submitted.labels(dedup=str(row["id"] != job_id).lower()).inc()
-            if row["id"] != job_id:
+                submitted.labels(dedup=str(not created_job).lower()).inc()
+            elif created_job:
+                await jobs.send(task_id)
+            if not created_job:
                 response.status_code = 200  # an identical live request's job
                 return {"task_id": task_id, "status": status}
-            await jobs.send(task_id)
             return {"task_id": task_id, "status": "queued"}
 
         @app.post("/resize", status_code=202)
