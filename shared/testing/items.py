@@ -71,13 +71,19 @@ def expect_422(r: httpx.Response, what: str) -> None:
     assert "detail" in r.json(), f"a 422 must answer JSON with a `detail` field: {show(r)}"
 
 
+def detail_of(r: httpx.Response) -> Any:
+    """The `detail` field of a JSON object answer; None when the body is not a JSON object."""
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    return body.get("detail") if isinstance(body, dict) else None
+
+
 def expect_404(r: httpx.Response, what: str, item_id: int | None = None) -> None:
     """A 404 with a JSON `detail` message; with `item_id`, the message names that id."""
     assert r.status_code == 404, f"{what} must answer 404 Not Found: {show(r)}"
-    try:
-        detail = r.json().get("detail")
-    except ValueError:
-        detail = None
+    detail = detail_of(r)
     assert isinstance(detail, str) and detail, (
         f'a 404 must answer JSON like {{"detail": "Item 42 not found"}}: {show(r)}'
     )

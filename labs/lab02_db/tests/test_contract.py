@@ -23,6 +23,7 @@ from shared.testing.http import http_client
 from shared.testing.items import (
     at_once,
     create_item,
+    detail_of,
     expect_422,
     item_body,
     show,
@@ -61,10 +62,7 @@ def row_of(db: psycopg.Connection, item_id: int) -> tuple[Any, ...] | None:
 
 def expect_409(r: httpx.Response, what: str) -> None:
     assert r.status_code == 409, f"{what} must answer 409 Conflict: {show(r)}"
-    try:
-        detail = r.json().get("detail")
-    except ValueError:
-        detail = None
+    detail = detail_of(r)
     assert isinstance(detail, str) and detail, (
         f'a 409 must answer JSON like {{"detail": "An item named ... already exists"}}: {show(r)}'
     )

@@ -23,7 +23,7 @@ import pytest
 
 from labs.lab04_async.tests.conftest import PRICING_ATTEMPTS, PRICING_BACKOFF, PRICING_TIMEOUT
 from shared.testing.faulty_tcp import FaultyTcp
-from shared.testing.items import create_item, show
+from shared.testing.items import create_item, detail_of, show
 from shared.testing.pricing import PricingControl
 from shared.testing.server import AppServer
 
@@ -75,10 +75,7 @@ def quote_ok(client: httpx.Client, item_id: int) -> dict[str, Any]:
 
 def expect_503(r: httpx.Response, what: str) -> str:
     assert r.status_code == 503, f"{what}: the quote must answer 503 Service Unavailable: {show(r)}"
-    try:
-        detail = r.json().get("detail")
-    except ValueError:
-        detail = None
+    detail = detail_of(r)
     assert isinstance(detail, str) and "pricing" in detail.lower(), (
         f"{what}: a 503 must say what is down, as JSON like "
         f'{{"detail": "Pricing service unavailable: ..."}}: {show(r)}'

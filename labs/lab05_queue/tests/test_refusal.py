@@ -27,7 +27,7 @@ from labs.lab05_queue.tests.rabbit import (
     wait_until,
 )
 from labs.lab05_queue.tests.test_orders import orders_count, post_order
-from shared.testing.items import create_item, show
+from shared.testing.items import create_item, detail_of, show
 from shared.testing.tcp_proxy import TcpProxy
 
 TASK = "2. Broker down or refusing: 503, no order"
@@ -38,10 +38,7 @@ DEADLINE = PUBLISH_TIMEOUT + 5
 
 def expect_503(r: httpx.Response, what: str) -> None:
     assert r.status_code == 503, f"{what}: POST /orders must answer 503: {show(r)}"
-    try:
-        detail = r.json().get("detail")
-    except ValueError:
-        detail = None
+    detail = detail_of(r)
     assert isinstance(detail, str) and detail, (
         f"{what}: the 503 must be JSON with a `detail` that says the broker failed: {show(r)}"
     )
