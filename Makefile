@@ -132,7 +132,7 @@ typecheck: setup ## mypy (strict) on shared/, tests, and each lab implementation
 	    --cache-dir $(CURDIR)/.mypy_cache/$$(echo $$d | tr / _) *.py >/tmp/mypy-load.log 2>&1) \
 	  && echo "mypy $$d: ok" || { echo "mypy $$d:"; cat /tmp/mypy-load.log; exit 1; }; done
 
-# make selfcheck [LAB="1 3"] [VARIANT="name labNN_x/name 'glob*'"] [JOBS=2] [FULL=1]
+# make selfcheck [LAB="1 3"] [VARIANT="name labNN_x/name 'glob*'"] [JOBS=4] [FULL=1]
 selfcheck: setup ## tests pass on solution/, fail on starter/, catch every known-bug variant
 	$(PY) -m shared.grading.selfcheck $(LAB) $(foreach v,$(VARIANT),--variant '$(v)') \
 	  $(if $(JOBS),--jobs $(JOBS)) $(if $(FULL),--full)
