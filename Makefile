@@ -22,7 +22,7 @@ lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-16s %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-20s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- set-up
 
@@ -148,7 +148,7 @@ load-summary: setup services ## one locust scenario against labs 1-5: a table an
 
 # make grade SUBMISSIONS=dir [LABS="1 2"] [OUT=dir] [JOBS=2]
 grade: setup ## grade a folder of submissions into gradebook.csv and report.html
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [LABS='1 2']"; exit 2; }
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=dir [LABS='1 2'] [OUT=dir] [JOBS=2]"; exit 2; }
 	$(PY) -m shared.grading.gradebook "$(SUBMISSIONS)" $(if $(LABS),--labs $(LABS)) \
 	  $(if $(OUT),--out "$(OUT)") $(if $(JOBS),--jobs $(JOBS))
 

@@ -197,7 +197,21 @@ def feedback_line(report: pytest.TestReport) -> str:
     line = lines[0]
     if line.startswith("assert ") and len(lines) == 1:
         line = f"check failed: {line}"
-    return line if len(line) <= 200 else line[:197] + "..."
+    if len(line) > 200:
+        line = line[:197] + "..."
+    # A message that quotes a server's log ("Its log (...):", "the log ends with:") names the
+    # cause in the log's last line (the exception that stopped it), not in its first line.
+    # (pytest's own explanation of the assert, from the first "assert ..." line on, is not it.)
+    quoted = next((i for i, ln in enumerate(lines) if i and ln.startswith("assert ")), len(lines))
+    lines = lines[:quoted]
+    heads = [i for i, ln in enumerate(lines) if ln.endswith(":") and "log" in ln.lower()]
+    if heads:
+        tail = lines[heads[-1] + 1 :]
+        last = tail[-1] if tail else ""
+        if len(last) > 160:
+            last = last[:157] + "..."
+        line += f" | the log's last line: {last}" if last else " | (the log is empty)"
+    return line
 
 
 def collect_results(state: GradingState, impl: str | None) -> RunResult:
