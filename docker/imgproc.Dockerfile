@@ -54,6 +54,7 @@ ENV PATH=/app/.venv/bin:$PATH \
 WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 # Only what the services run: the course's settings package, the capstone's code and migrations.
+# (shared/ arrives without shared/grading and shared/testing: .dockerignore keeps them out.)
 COPY shared/ /app/shared/
 COPY project/alembic.ini /app/project/alembic.ini
 COPY project/migrations/ /app/project/migrations/
