@@ -280,7 +280,7 @@ def _short(path: Path) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = config.stash[_STATE]
-    if state.points:
+    if state.points and not config.option.collectonly:
         result = collect_results(state, _impl_label(config, state))
         if json_path := config.getoption("grade_json"):
             Path(json_path).write_text(json.dumps(result.gradescope(), indent=2) + "\n")
@@ -322,8 +322,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if config.getoption("grade_timing"):
         for line in timing_lines(state):
             terminalreporter.write_line(line)
-    if not state.points:
-        return
+    if not state.points or config.option.collectonly:
+        return  # (nothing ran when only collecting: a table of zeros would read as a grade)
     result = collect_results(state, _impl_label(config, state))
     for line in result.table_lines():
         terminalreporter.write_line(line)
