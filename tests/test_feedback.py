@@ -24,7 +24,7 @@ def test_a_quoted_log_gives_its_last_line_as_the_reason() -> None:
     )
     line = feedback_line(report(message))
     assert line.startswith("the notifications service exited with code 1")
-    assert line.endswith("the log's last line: NotImplementedError: TODO(lab 5): the consumer loop")
+    assert line.endswith("the last error: NotImplementedError: TODO(lab 5): the consumer loop")
 
 
 def test_an_empty_quoted_log_is_said_to_be_empty_not_pytests_explanation() -> None:
@@ -54,3 +54,13 @@ def test_one_cause_in_different_test_runs_queues_and_answer_shapes_is_one_key() 
     assert cause_key(plain) == cause_key(listed) == "POST /orders answered 501"
     crash = cause_key("POST /orders answered 500: boom")
     assert crash != cause_key(plain), "a crash and a missing route are different causes"
+
+
+def test_a_quote_without_an_error_adds_nothing_and_an_empty_one_says_so() -> None:
+    stats = "locust said:\nType Name # reqs\nAggregated 2000 2000 2000 21"
+    assert feedback_line(report(f"the run failed. Exit code 1; {stats}")) == (
+        "the run failed. Exit code 1; locust said:"
+    )
+    assert feedback_line(report("the run failed. Exit code 1; locust said:")).endswith(
+        "said: | (empty)"
+    )

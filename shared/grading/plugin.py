@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import json
 import os
+import re
 import resource
 import signal
 import threading
@@ -184,6 +185,10 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return "skipped"
 
 
+# The line of a traceback that names the exception ("NotImplementedError: TODO(lab 5) ...").
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:?")
+
+
 def feedback_line(report: pytest.TestReport) -> str:
     """The first meaningful line of a failure, as a student should read it."""
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -197,20 +202,23 @@ def feedback_line(report: pytest.TestReport) -> str:
     line = lines[0]
     if line.startswith("assert ") and len(lines) == 1:
         line = f"check failed: {line}"
-    if len(line) > 200:
-        line = line[:197] + "..."
-    # A message that quotes a server's log ("Its log (...):", "the log ends with:") names the
-    # cause in the log's last line (the exception that stopped it), not in its first line.
-    # (pytest's own explanation of the assert, from the first "assert ..." line on, is not it.)
+    if len(line) > 300:
+        line = line[:297] + "..."
+    # A message that quotes a server's log or a command's output ("Its log (...):", "locust
+    # said:") names the cause in the quote's last error (the exception that stopped it), not
+    # in its first line. (pytest's own explanation of the assert, from the first "assert ..."
+    # line on, is not part of the quote.)
     quoted = next((i for i, ln in enumerate(lines) if i and ln.startswith("assert ")), len(lines))
     lines = lines[:quoted]
-    heads = [i for i, ln in enumerate(lines) if ln.endswith(":") and "log" in ln.lower()]
+    heads = [i for i, ln in enumerate(lines) if ln.endswith(":")]
     if heads:
         tail = lines[heads[-1] + 1 :]
-        last = tail[-1] if tail else ""
-        if len(last) > 160:
-            last = last[:157] + "..."
-        line += f" | the log's last line: {last}" if last else " | (the log is empty)"
+        errors = [ln for ln in tail if _ERROR_LINE.match(ln)]
+        if errors:
+            error = errors[-1] if len(errors[-1]) <= 160 else errors[-1][:157] + "..."
+            line += f" | the last error: {error}"
+        elif not tail:
+            line += " | (the log is empty)" if "log" in lines[heads[-1]].lower() else " | (empty)"
     return line
 
 

@@ -199,7 +199,8 @@ class RunResult:
             lines += [indent + part for part in body[1:]]
             names = [t.name for t in cause.tests]
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            summary = f"-> {_count(len(names), 'test')}, {cause.points:g} points: {shown}"
+            points = "1 point" if cause.points == 1 else f"{cause.points:g} points"
+            summary = f"-> {_count(len(names), 'test')}, {points}: {shown}"
             lines += textwrap.wrap(summary, width, initial_indent=indent,
                                    subsequent_indent=indent + "   ")  # fmt: skip
         first = causes[0].tests[0]
