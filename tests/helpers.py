@@ -13,16 +13,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_LAB = REPO_ROOT / "tests" / "fixtures" / "labs" / "lab09_demo"
 
 
+def run_pytest(
+    tests: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """pytest on `tests` in a process of its own, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(tests), "-p", "no:cacheprovider", "-q", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        env={**os.environ, **(env or {})}, timeout=300,
+    )  # fmt: skip
+
+
 def grade(
     tests: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     report = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(tests), "--grade-json", str(report),
-         "-p", "no:cacheprovider", "-q", *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-        env={**os.environ, **(env or {})}, timeout=300,
-    )  # fmt: skip
+    proc = run_pytest(tests, "--grade-json", str(report), *args, env=env)
     assert report.exists(), f"no results.json written:\n{proc.stdout}\n{proc.stderr}"
     return proc, json.loads(report.read_text())
 

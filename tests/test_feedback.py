@@ -14,7 +14,7 @@ def report(message: str) -> pytest.TestReport:
     return cast(pytest.TestReport, SimpleNamespace(longrepr=SimpleNamespace(reprcrash=crash)))
 
 
-def test_a_quoted_log_gives_its_last_line_as_the_reason() -> None:
+def test_a_quoted_log_gives_its_last_error_as_the_reason() -> None:
     message = (
         "the notifications service exited with code 1 before consuming from the queue q.\n"
         "Its log (/tmp/x/notifications.log):\n"

@@ -1,11 +1,9 @@
 """The pytest plugin: points, score table, Gradescope JSON, CSV, hidden tests, CI skips."""
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import DEMO_LAB, REPO_ROOT, grade, table_of
+from tests.helpers import DEMO_LAB, grade, run_pytest, table_of
 
 GRADESCOPE_TEST_KEYS = {"name", "number", "score", "max_score", "status", "output", "visibility"}
 
@@ -84,11 +82,9 @@ def test_with_ci_true_a_skipped_test_fails_the_run(tmp_path: Path):
 
 def test_collecting_only_prints_no_score_and_writes_no_results(tmp_path: Path):
     report = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(DEMO_LAB / "tests"), "--impl",
-         str(DEMO_LAB / "solution"), "--grade-json", str(report), "--collect-only", "-q",
-         "-p", "no:cacheprovider"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=120,
+    proc = run_pytest(
+        DEMO_LAB / "tests", "--impl", str(DEMO_LAB / "solution"), "--grade-json", str(report),
+        "--collect-only",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "collected" in proc.stdout

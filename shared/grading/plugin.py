@@ -189,6 +189,10 @@ def _skip_reason(report: pytest.TestReport) -> str:
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:?")
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def feedback_line(report: pytest.TestReport) -> str:
     """The first meaningful line of a failure, as a student should read it."""
     crash = getattr(report.longrepr, "reprcrash", None)
@@ -202,8 +206,7 @@ def feedback_line(report: pytest.TestReport) -> str:
     line = lines[0]
     if line.startswith("assert ") and len(lines) == 1:
         line = f"check failed: {line}"
-    if len(line) > 300:
-        line = line[:297] + "..."
+    line = _clip(line, 300)
     # A message that quotes a server's log or a command's output ("Its log (...):", "locust
     # said:") names the cause in the quote's last error (the exception that stopped it), not
     # in its first line. (pytest's own explanation of the assert, from the first "assert ..."
@@ -215,8 +218,7 @@ def feedback_line(report: pytest.TestReport) -> str:
         tail = lines[heads[-1] + 1 :]
         errors = [ln for ln in tail if _ERROR_LINE.match(ln)]
         if errors:
-            error = errors[-1] if len(errors[-1]) <= 160 else errors[-1][:157] + "..."
-            line += f" | the last error: {error}"
+            line += f" | the last error: {_clip(errors[-1], 160)}"
         elif not tail:
             line += " | (the log is empty)" if "log" in lines[heads[-1]].lower() else " | (empty)"
     return line

@@ -199,8 +199,7 @@ class RunResult:
             lines += [indent + part for part in body[1:]]
             names = [t.name for t in cause.tests]
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            points = "1 point" if cause.points == 1 else f"{cause.points:g} points"
-            summary = f"-> {_count(len(names), 'test')}, {points}: {shown}"
+            summary = f"-> {_count(len(names), 'test')}, {_count(cause.points, 'point')}: {shown}"
             lines += textwrap.wrap(summary, width, initial_indent=indent,
                                    subsequent_indent=indent + "   ")  # fmt: skip
         first = causes[0].tests[0]
@@ -220,7 +219,7 @@ class RunResult:
         lines = [""]
         lines += textwrap.wrap(
             f"Not gradable through --base-url: {_count(len(missing), 'test')}, "
-            f"{self.left_out:g} points, "
+            f"{_count(self.left_out, 'point')}, "
             "left out of the maximum (N/A above). Why, and the option that grades them:",
             width,
         )
@@ -231,8 +230,9 @@ class RunResult:
         return lines
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _count(n: float, noun: str) -> str:
+    """`1 test`, `3 tests`, `2.5 points`."""
+    return f"{n:g} {noun}" if n == 1 else f"{n:g} {noun}s"
 
 
 def _letter(index: int) -> str:

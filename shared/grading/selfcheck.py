@@ -20,8 +20,7 @@ A lab whose verdicts measure the machine (lab 7's load tests judge latency) decl
 with nothing else running, so a second grading beside it cannot make the reference solution
 miss a latency bound. Everything else runs `--jobs` at a time: by default two per CPU, at most
 four, because a grading mostly waits (servers starting, timeouts it must see expire, locust's
-fixed run times) and uses half a CPU on average; on the course's two cores four at a time took
-12.9 min where two took 18.1.
+fixed run times) and uses half a CPU on average (timings: the root README, "Self-check").
 
     python -m shared.grading.selfcheck                 # all labs, all variants
     python -m shared.grading.selfcheck 1 3             # labs 1 and 3
