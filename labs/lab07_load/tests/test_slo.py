@@ -111,12 +111,15 @@ def test_evaluate_judges_each_objective_at_its_bound(offline_checks: dict[str, A
         keys = _keys(answer["messages"])
         if set(keys) != want or len(keys) != len(set(keys)):
             wrong.append(f"{case}: expected {sorted(want) or 'no miss'}, got {answer['messages']}")
+    # The first wrong case leads: the one-line feedback shows only the message's first line.
     assert not wrong, (
-        "evaluate(slo, window) with p95_ms = 200, max_error_ratio = 0.01, min_rps = 2 answered "
-        "wrong (one message per missed objective, starting with its key; a value AT the bound "
-        "meets it, p95 and errors miss only above it, requests/s only below it, a window "
-        "without requests misses min_rps, throughput=False skips min_rps; the error ratio "
-        "is failures / requests, a share, not a percentage):\n" + "\n".join(wrong)
+        f"evaluate() answered {len(wrong)} of {len(EVALUATE_WANTS)} windows wrong; the first: "
+        f"{wrong[0].splitlines()[0]}\n"
+        "The rules (SLO: p95_ms = 200, max_error_ratio = 0.01, min_rps = 2): one message per "
+        "missed objective, starting with its key; a value AT the bound meets it, p95 and "
+        "errors miss only above it, requests/s only below it, a window without requests "
+        "misses min_rps, throughput=False skips min_rps; the error ratio is failures / "
+        "requests, a share, not a percentage. Every wrong window:\n" + "\n".join(wrong)
     )
 
 
@@ -146,8 +149,9 @@ def test_check_run_sets_the_exit_code_from_the_slo(offline_checks: dict[str, Any
         if not keys and not met:
             wrong.append(f"{case}: logged {answer['log']}, expected a line 'SLO met: ...'")
     assert not wrong, (
-        "check_run, given a finished run of 100 requests in 10 s (SLO: p95_ms = 200, "
-        "max_error_ratio = 0.01, min_rps = 2), must set environment.process_exit_code to 0 "
+        f"check_run went wrong in {len(wrong)} check(s); the first: {wrong[0].splitlines()[0]}\n"
+        "Given a finished run of 100 requests in 10 s (SLO: p95_ms = 200, "
+        "max_error_ratio = 0.01, min_rps = 2), it must set environment.process_exit_code to 0 "
         "when every objective is met, even with failed requests within the error budget "
-        "(locust's default would be 1), and to 1 otherwise:\n" + "\n".join(wrong)
+        "(locust's default would be 1), and to 1 otherwise. Every wrong check:\n" + "\n".join(wrong)
     )
