@@ -59,7 +59,7 @@ def test_one_cause_in_different_test_runs_queues_and_answer_shapes_is_one_key() 
 def test_a_quote_without_an_error_adds_nothing_and_an_empty_one_says_so() -> None:
     stats = "locust said:\nType Name # reqs\nAggregated 2000 2000 2000 21"
     assert feedback_line(report(f"the run failed. Exit code 1; {stats}")) == (
-        "the run failed. Exit code 1; locust said:"
+        "the run failed. Exit code 1; locust said: (see the traceback)"
     )
     assert feedback_line(report("the run failed. Exit code 1; locust said:")).endswith(
         "said: | (empty)"

@@ -221,6 +221,9 @@ def feedback_line(report: pytest.TestReport) -> str:
             line += f" | the last error: {_clip(errors[-1], 160)}"
         elif not tail:
             line += " | (the log is empty)" if "log" in lines[heads[-1]].lower() else " | (empty)"
+        elif line.endswith(":"):
+            # A quote of table rows: a line ending in "Output ends:" would read as cut off.
+            line += " (see the traceback)"
     return line
 
 
