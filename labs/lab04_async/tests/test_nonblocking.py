@@ -34,15 +34,28 @@ BLOCKING_CALLS = {
     "httpx.Client": "httpx.AsyncClient",
     "httpx.get": "an httpx.AsyncClient",
     "httpx.post": "an httpx.AsyncClient",
+    "httpx.put": "an httpx.AsyncClient",
+    "httpx.patch": "an httpx.AsyncClient",
+    "httpx.delete": "an httpx.AsyncClient",
+    "httpx.request": "an httpx.AsyncClient",
+    "httpx.stream": "an httpx.AsyncClient",
+    "urllib.request.urlopen": "an httpx.AsyncClient",
     "requests.get": "an httpx.AsyncClient",
     "requests.post": "an httpx.AsyncClient",
     "create_engine": "sqlalchemy.ext.asyncio.create_async_engine",
     "sessionmaker": "sqlalchemy.ext.asyncio.async_sessionmaker",
     "redis.Redis": "redis.asyncio.Redis",
+    "redis.StrictRedis": "redis.asyncio.Redis",
+    "redis.client.Redis": "redis.asyncio.Redis",
     "redis.from_url": "redis.asyncio.from_url",
     "Redis.from_url": "redis.asyncio.Redis.from_url",
+    "StrictRedis.from_url": "redis.asyncio.Redis.from_url",
 }
-BLOCKING_MODULES = {"requests": "httpx.AsyncClient", "psycopg": "asyncpg through SQLAlchemy"}
+BLOCKING_MODULES = {
+    "requests": "httpx.AsyncClient",
+    "psycopg": "asyncpg through SQLAlchemy",
+    "psycopg2": "asyncpg through SQLAlchemy",
+}
 # Command-line tools that never run inside the server's event loop.
 NOT_IN_THE_SERVER = {"seed.py", "__main__.py"}
 
@@ -216,7 +229,13 @@ def test_more_quotes_in_flight_than_a_thread_pool_holds(
             ThreadPoolExecutor(max_workers=MANY_QUOTES) as pool,
         ):
             futures = [pool.submit(many.get, f"/items/{i}/quote") for i in ids]
-            # (All answered without waiting at the service: no point waiting on.)
+
+            def reached() -> int:
+                """How many of the quotes wait at the pricing service (a call of each held)."""
+                return sum(pricing.stats(i)["held"] > 0 for i in ids)
+
+            # First the cheap total (two calls per quote), then each quote on its own. (All
+            # answered without waiting at the service: no point waiting on.)
             _wait_for(
                 lambda: (
                     pricing.totals()["in_flight"] - base >= MANY_QUOTES
@@ -224,8 +243,9 @@ def test_more_quotes_in_flight_than_a_thread_pool_holds(
                 ),
                 15,
             )
-            if pricing.totals()["in_flight"] - base < MANY_QUOTES:
-                held = sum(pricing.stats(i)["held"] > 0 for i in ids)
+            _wait_for(lambda: reached() == MANY_QUOTES or all(f.done() for f in futures), 5)
+            held = reached()
+            if held < MANY_QUOTES:
                 if held == 0:
                     # Nothing to say about concurrency: the route never called the service.
                     done = [f.result() for f in futures if f.done() and f.exception() is None]
@@ -243,6 +263,14 @@ def test_more_quotes_in_flight_than_a_thread_pool_holds(
                     "first), or a small HTTP connection pool caps it",
                     pytrace=False,
                 )
+            # A bigger database pool lets them all through, but each waiting quote would still
+            # keep a connection (and its transaction) that other requests need.
+            idle = _count(db, IDLE_IN_TRANSACTION_SQL)
+            assert idle < MANY_QUOTES // 10, (
+                f"while {MANY_QUOTES} quotes waited for the pricing service, {idle} database "
+                "connections sat 'idle in transaction': a quote must give its connection back "
+                "(`await session.close()`) before it calls the pricing service"
+            )
             for item_id in ids:
                 pricing.release(item_id)
             answers: list[Any] = [f.result(timeout=30) for f in futures]
@@ -251,6 +279,12 @@ def test_more_quotes_in_flight_than_a_thread_pool_holds(
             pricing.release(item_id)
     codes = sorted({r.status_code for r in answers})
     assert codes == [200], f"all {MANY_QUOTES} released quotes must answer 200, got {codes}"
+
+
+IDLE_IN_TRANSACTION_SQL = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+)
 
 
 def _count(db: psycopg.Connection, sql: str) -> int:

@@ -7,6 +7,7 @@ grading of the quote endpoint cannot be trusted: tell your instructor.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import httpx
@@ -99,3 +100,29 @@ def test_pricing_does_not_count_a_client_that_hung_up(pricing: PricingControl) -
         pass  # httpx closed the connection: the pricing service must notice
     ok, stats = pricing.wait_until(item_id, lambda s: s["stock"]["abandoned"] == 1)
     assert ok and stats["in_flight"] == 0 and stats["held"] == 0, stats
+
+
+def test_pricing_scenario_for_one_endpoint_leaves_the_other_alone(pricing: PricingControl) -> None:
+    item_id = new_id()
+    pricing.scenario(item_id, fail_times=1, only="price")
+    assert pricing.http.get(f"/stock/{item_id}").status_code == 200
+    codes = [pricing.http.get(f"/price/{item_id}?base_price=1").status_code for _ in range(2)]
+    assert codes == [503, 200], codes
+
+
+def test_pricing_trickles_a_body_slower_than_any_single_read(pricing: PricingControl) -> None:
+    item_id = new_id()
+    pricing.scenario(item_id, trickle_ms=100, slow_times=1)
+    try:
+        # Each byte comes within 0.5 s, so a per-read timeout never fires...
+        with httpx.Client(base_url=pricing.base_url, timeout=0.5) as own:
+            started = time.monotonic()
+            r = own.get(f"/stock/{item_id}")
+            took = time.monotonic() - started
+        assert r.status_code == 200 and r.json()["item_id"] == item_id, r.text
+        # ...yet the whole answer took about 100 ms per byte.
+        assert took >= 0.1 * (len(r.content) - 1), (took, len(r.content))
+        fast = pricing.http.get(f"/stock/{item_id}", timeout=1)
+        assert fast.json() == r.json(), "the second answer is the same, at once"
+    finally:
+        pricing.release(item_id)

@@ -8,7 +8,9 @@
     PUT  /control/items/{item_id}            set the item's Scenario, counters back to zero:
          {"fail_times": 2, "fail_status": 503,   the first 2 requests per endpoint fail
           "latency_ms": 300, "slow_times": 1,    delay (only the first request per endpoint)
-          "hold": true}                          wait until released (or a client hangs up)
+          "trickle_ms": 300,                     the body one byte per 300 ms (slow_times too)
+          "hold": true,                          wait until released (or a client hangs up)
+          "only": "price"}                       all of it for /price only (default: both)
     GET  /control/items/{item_id}            the item's counters (ItemView)
     POST /control/items/{item_id}/release    let held requests of the item go on
     GET  /control/stats                      totals over all items
@@ -21,9 +23,11 @@ answer really came from here: the discount is 0, 5, 10 or 15 % by `item_id % 4`.
 import asyncio
 import contextlib
 import random
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
@@ -64,12 +68,15 @@ async def behave(
     endpoint: Endpoint,
     latency_ms: int | None,
     fail_rate: float | None,
-) -> None:
-    """Count the attempt, then wait, hold or fail as the item's scenario says."""
+) -> tuple[int, asyncio.Event] | None:
+    """Count the attempt, then wait, hold or fail as the item's scenario says.
+
+    Returns how to trickle the answer (ms per byte, the event that ends it), if it should be.
+    """
     settings: Settings = request.app.state.settings
     registry: Registry = request.app.state.registry
     state = registry.get(item_id)
-    scenario = state.scenario
+    scenario = state.scenario if state.scenario.only in (None, endpoint) else Scenario()
     counters = state.endpoints[endpoint]
     number = counters.arrive()  # 1 for the first request of this item to this endpoint
     registry.totals.attempts += 1
@@ -85,9 +92,8 @@ async def behave(
             finally:
                 state.held -= 1
         delay = settings.latency_ms if latency_ms is None else latency_ms
-        if scenario.latency_ms is not None and (
-            scenario.slow_times is None or number <= scenario.slow_times
-        ):
+        slow = scenario.slow_times is None or number <= scenario.slow_times
+        if scenario.latency_ms is not None and slow:
             delay = scenario.latency_ms
         if delay:
             # A release (or a new scenario) also ends the delay, so a test never leaves a
@@ -103,6 +109,32 @@ async def behave(
     finally:
         for c in (counters, state.both, registry.totals):
             c.in_flight -= 1
+    if scenario.trickle_ms is None or not slow:
+        return None
+    return scenario.trickle_ms, state.released
+
+
+def answer(model: BaseModel, trickle: tuple[int, asyncio.Event] | None) -> Response:
+    """The model as JSON; with `trickle_ms`, its headers at once and its body byte by byte.
+
+    A trickled answer never leaves a read waiting longer than `trickle_ms`, so only a limit on
+    the whole attempt cuts it. A release (or a new scenario) sends the rest at once.
+    """
+    body = model.model_dump_json().encode()
+    if trickle is None:
+        return Response(body, media_type="application/json")
+    ms, released = trickle
+
+    async def dribble() -> AsyncIterator[bytes]:
+        for i in range(len(body)):
+            if not released.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), ms / 1000)
+            yield body[i : i + 1]
+
+    return StreamingResponse(
+        dribble(), media_type="application/json", headers={"Content-Length": str(len(body))}
+    )
 
 
 async def hold(request: Request, state: ItemState, timeout: float) -> bool:
@@ -135,32 +167,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> Health:
         return Health()
 
-    @app.get("/price/{item_id}")
+    @app.get("/price/{item_id}", response_model=PriceQuote)
     async def price(
         request: Request,
         item_id: int,
         base_price: Annotated[float, Query(ge=0, allow_inf_nan=False)],
         latency_ms: LatencyQuery = None,
         fail_rate: FailRateQuery = None,
-    ) -> PriceQuote:
-        await behave(request, item_id, "price", latency_ms, fail_rate)
+    ) -> Response:
+        trickle = await behave(request, item_id, "price", latency_ms, fail_rate)
         discount = discount_of(item_id)
-        return PriceQuote(
+        quote = PriceQuote(
             item_id=item_id,
             base_price=base_price,
             discount=discount,
             price=round(base_price * (1 - discount), 2),
         )
+        return answer(quote, trickle)
 
-    @app.get("/stock/{item_id}")
+    @app.get("/stock/{item_id}", response_model=Stock)
     async def stock(
         request: Request,
         item_id: int,
         latency_ms: LatencyQuery = None,
         fail_rate: FailRateQuery = None,
-    ) -> Stock:
-        await behave(request, item_id, "stock", latency_ms, fail_rate)
-        return Stock(item_id=item_id, available=available_of(item_id))
+    ) -> Response:
+        trickle = await behave(request, item_id, "stock", latency_ms, fail_rate)
+        stock = Stock(item_id=item_id, available=available_of(item_id))
+        return answer(stock, trickle)
 
     @app.put("/control/items/{item_id}")
     async def configure(request: Request, item_id: int, scenario: Scenario) -> ItemView:

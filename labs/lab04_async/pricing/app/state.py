@@ -28,6 +28,14 @@ class Scenario(BaseModel):
     )
     fail_status: int = Field(default=503, ge=400, le=599, description="status of a failure")
     hold: bool = Field(default=False, description="hold requests until released")
+    trickle_ms: int | None = Field(
+        default=None,
+        ge=1,
+        description="send the answer's body one byte every N ms (the first slow_times requests)",
+    )
+    only: Literal["price", "stock"] | None = Field(
+        default=None, description="apply the scenario to this endpoint only (default: both)"
+    )
 
 
 class EndpointView(BaseModel):
