@@ -103,7 +103,12 @@ def test_order_is_created_with_a_persistent_confirmed_event(
     assert props.delivery_mode == 2, (
         "the event must be persistent (delivery_mode=2), or a broker restart loses it"
     )
-    assert props.message_id, "the event needs a message_id: the consumer's idempotency key"
+    want_id = f"order.created:{order['id']}"
+    assert props.message_id == want_id, (
+        f"the event's message_id must be {want_id!r}, got {props.message_id!r}: the consumer's "
+        "idempotency key must be the same for every copy of one order's event (a publish "
+        "retried after a lost confirm sends a second copy), so derive it from the order"
+    )
     assert props.type == "order.created", f"the event's type must be 'order.created': {props}"
     body = json.loads(event.body)
     assert {k: body.get(k) for k in ORDER_FIELDS} == {k: order[k] for k in ORDER_FIELDS}, (
