@@ -21,15 +21,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 import redis
 
-from shared.testing.faulty_tcp import FaultyTcp
+from shared.testing.http import http_client
 from shared.testing.items import create_item, expect_404, show, unique_name
 from shared.testing.server import AppServer
+from shared.testing.tcp_proxy import TcpProxy
 
 TASK_READS = "1. Cache-aside reads"
 TASK_TTL = "2. A TTL on every key"
@@ -39,10 +41,15 @@ TASK_DOWN = "5. Redis down: the API still answers"
 TASK_STAMPEDE = "6. Stampede guard"
 
 MAX_TTL = 86_400
+TTL_WAIT = 0.5  # seconds between two looks at a key's TTL, with a HIT in between
 CLOSED_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
 # A Redis that accepts connections but never answers must cost a request at most this long
 # ("short timeouts"; the solutions use 0.5 s in lab 3 and 2 s in lab 4).
 REDIS_HANG_LIMIT = 5.0
+# After a Redis failure the app skips Redis for CACHE_RETRY_SECONDS (the grader sets it), then
+# tries again: once Redis answers, a read must be a HIT again within RETRY + REDIS_BACK_GRACE.
+RETRY = 3.0
+REDIS_BACK_GRACE = 4.0
 LOCK_MS = 10_000  # the handout's lock: SET <prefix>lock:stats <token> NX PX 10000
 
 
@@ -127,6 +134,62 @@ def lock_waiters(db: psycopg.Connection) -> int:
     """How many statements of the server under test wait for a lock we hold."""
     row = db.execute(LOCK_WAITERS_SQL).fetchone()
     return int(row[0]) if row else 0
+
+
+WAITING_QUERIES_SQL = """
+SELECT query FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND state = 'active'
+"""
+
+
+def waiting_queries(db: psycopg.Connection) -> list[str]:
+    """The statements of the server under test that wait for a lock we hold."""
+    return [str(row[0]) for row in db.execute(WAITING_QUERIES_SQL).fetchall()]
+
+
+class HeldStats:
+    """GET /items/stats in a thread, its query held by a table lock until `release()`."""
+
+    def __init__(self, database_url: str, db: psycopg.Connection, base_url: str) -> None:
+        self.db = db
+        self.locker = psycopg.connect(database_url)
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.base_url = base_url
+        self.answer: Future[httpx.Response] | None = None
+
+    def start(self) -> None:
+        # ACCESS EXCLUSIVE: the stats SELECT waits until we commit (nothing else runs now).
+        self.locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        self.answer = self.pool.submit(httpx.get, f"{self.base_url}/items/stats", timeout=30)
+        answer = self.answer
+        waiting = wait_for(lambda: lock_waiters(self.db) >= 1 or answer.done())
+        assert waiting and not answer.done(), (
+            "GET /items/stats right after its key was deleted must run the stats query (the "
+            "test holds a lock on the table, so the query waits), but "
+            f"{'it answered: ' + show(answer.result()) if answer.done() else 'it never did'}"
+        )
+
+    def release(self) -> httpx.Response:
+        self.locker.commit()
+        assert self.answer is not None
+        r = self.answer.result(timeout=30)
+        assert r.status_code == 200, f"GET /items/stats must answer 200: {show(r)}"
+        return r
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.locker.commit()
+        self.locker.close()
+        self.pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def stats_on_hold(database_url: str, db: psycopg.Connection, base_url: str) -> Iterator[HeldStats]:
+    held = HeldStats(database_url, db, base_url)
+    try:
+        yield held
+    finally:
+        held.close()
 
 
 # --------------------------------------------------------------------------- 1. reads
@@ -230,11 +293,22 @@ def test_item_key_has_a_ttl(
     client: httpx.Client, redis_client: redis.Redis[bytes], redis_prefix: str
 ) -> None:
     item = create_item(client)
+    key = f"{redis_prefix}item:{item['id']}"
     warm(client, f"/items/{item['id']}")
-    ttl = redis_client.ttl(f"{redis_prefix}item:{item['id']}")
+    ttl = redis_client.ttl(key)
     assert 0 < ttl <= MAX_TTL, (
-        f"the key {redis_prefix}item:{item['id']} must expire (SET ... EX seconds), with a TTL "
-        f"of at most a day; Redis says TTL {ttl} (-1: no TTL, -2: no such key)"
+        f"the key {key} must expire (SET ... EX seconds), with a TTL of at most a day; Redis "
+        f"says TTL {ttl} (-1: no TTL, -2: no such key)"
+    )
+    before = redis_client.pttl(key)
+    time.sleep(TTL_WAIT)
+    _, cache = read(client, f"/items/{item['id']}")
+    after = redis_client.pttl(key)
+    assert cache == "HIT" and after <= before - TTL_WAIT * 1000 + 100, (
+        f"a HIT must not renew the key's TTL (no GETEX, no EXPIRE on a read): the TTL bounds "
+        f"how old a cached copy can get, and a key read every few seconds would never expire. "
+        f"{key} had {before} ms left; {TTL_WAIT:g} s and a read (X-Cache: {cache}) later it "
+        f"has {after} ms"
     )
 
 
@@ -302,16 +376,28 @@ def test_delete_invalidates_the_item(client: httpx.Client) -> None:
 
 
 @pytest.mark.points(4, task=TASK_WRITES)
-def test_writes_invalidate_lists_and_stats(client: httpx.Client) -> None:
+def test_writes_invalidate_lists_and_stats(client: httpx.Client, twin_server: AppServer) -> None:
     category = marker()
     first = create_item(client, category=category)
     warm(client, "/items", category=category)
     stats = warm(client, "/items/stats")
-    second = create_item(client, category=category)
-    page, cache = read(client, "/items", category=category)
-    assert cache == "MISS" and [i["id"] for i in page] == [first["id"], second["id"]], (
-        f"a POST must make cached list pages stale: GET /items?category=... must show the new "
-        f"item at once, got X-Cache: {cache} and ids {[i['id'] for i in page]}"
+    with http_client(twin_server.base_url) as twin:
+        # A page only the other process has read: its cache must be in Redis, and so must be
+        # whatever a write uses to make it stale (not a dict or a set in one process).
+        warm(twin, "/items", category=category, limit=50)
+        second = create_item(client, category=category)
+        page, cache = read(client, "/items", category=category)
+        assert cache == "MISS" and [i["id"] for i in page] == [first["id"], second["id"]], (
+            f"a POST must make cached list pages stale: GET /items?category=... must show the "
+            f"new item at once, got X-Cache: {cache} and ids {[i['id'] for i in page]}"
+        )
+        ids, _, cache = read_page(twin, category=category, limit=50)
+    assert ids == [first["id"], second["id"]], (
+        "a POST through one process of the app must make the list pages stale in every "
+        "process (as under `uvicorn --workers 2`): a second process that had cached GET "
+        f"/items?category=...&limit=50 answered ids {ids} (X-Cache: {cache}) without the new "
+        "item. Keep list pages, and what a write needs to find them (e.g. a generation), in "
+        "Redis, not in the memory of one process"
     )
     fresh, cache = read(client, "/items/stats")
     assert cache == "MISS" and fresh["total"] == stats["total"] + 1, (
@@ -367,27 +453,34 @@ def test_invalidation_comes_after_the_commit(
 
 
 @pytest.mark.points(3, task=TASK_WRITES)
-def test_patch_makes_list_pages_and_stats_stale(client: httpx.Client) -> None:
+def test_put_and_patch_make_list_pages_and_stats_stale(client: httpx.Client) -> None:
     category = marker()
     cheap = create_item(client, price=10.0, category=category)
     dear = create_item(client, price=20.0, category=category)
-    warm(client, "/items", category=category)
-    warm(client, "/items/stats")
-    r = client.patch(f"/items/{dear['id']}", json={"price": 30.0})
-    assert r.status_code == 200, f"PATCH of an existing item must answer 200: {show(r)}"
-    page, cache = read(client, "/items", category=category)
-    prices = {i["id"]: i["price"] for i in page}
-    assert prices == {cheap["id"]: 10.0, dear["id"]: 30.0}, (
-        f"after a PATCH, a list page that shows the item must show its new price at once "
-        f"(start a new list generation on every write, not only on POST): got {prices} "
-        f"(X-Cache: {cache})"
-    )
-    stats, cache = read(client, "/items/stats")
-    top = category_stats(stats, category).get("max_price")
-    assert top == 30.0, (
-        f"after a PATCH, the stats must be computed again: max_price of the item's category "
-        f"must be 30.0, got {top} (X-Cache: {cache}); delete the stats key on every write"
-    )
+    expected = {cheap["id"]: 10.0, dear["id"]: 20.0}
+    for method, item, price in (("PATCH", dear, 30.0), ("PUT", cheap, 40.0)):
+        warm(client, "/items", category=category)
+        warm(client, "/items/stats")
+        body: dict[str, Any] = {"price": price}
+        if method == "PUT":
+            body |= {"name": item["name"], "category": category}
+        r = client.request(method, f"/items/{item['id']}", json=body)
+        assert r.status_code == 200, f"{method} of an existing item must answer 200: {show(r)}"
+        expected[item["id"]] = price
+        page, cache = read(client, "/items", category=category)
+        prices = {i["id"]: i["price"] for i in page}
+        assert prices == expected, (
+            f"after a {method}, a list page that shows the item must show its new price at "
+            f"once (start a new list generation on every write, not only on POST): expected "
+            f"{expected}, got {prices} (X-Cache: {cache})"
+        )
+        stats, cache = read(client, "/items/stats")
+        top = category_stats(stats, category).get("max_price")
+        assert top == price, (
+            f"after a {method}, the stats must be computed again: max_price of the item's "
+            f"category must be {price}, got {top} (X-Cache: {cache}); delete the stats key on "
+            "every write"
+        )
 
 
 @pytest.mark.points(3, task=TASK_WRITES)
@@ -446,13 +539,18 @@ STATS_FIELDS = ("count", "min_price", "max_price", "avg_price", "p50_price", "p9
 
 @pytest.mark.points(10, task=TASK_STATS)
 def test_stats_match_the_database(
-    client: httpx.Client,
+    base_url: str,
+    database_url: str,
     db: psycopg.Connection,
     redis_client: redis.Redis[bytes],
     redis_prefix: str,
 ) -> None:
     redis_client.delete(f"{redis_prefix}stats")
-    stats, cache = read(client, "/items/stats")
+    with stats_on_hold(database_url, db, base_url) as held:
+        held.start()  # the stats query now waits for the table lock: look at its SQL
+        queries = waiting_queries(db)
+        r = held.release()
+    stats, cache = r.json(), r.headers.get("X-Cache")
     assert cache == "MISS", "GET /items/stats right after its key was deleted must be a MISS"
     expected = {row[0]: row[1:] for row in db.execute(STATS_SQL).fetchall()}
     total = sum(row[0] for row in expected.values())
@@ -479,6 +577,13 @@ def test_stats_match_the_database(
                 f"{value!r}; percentiles by percentile_cont, money rounded to the nearest "
                 f"cent), got {answer}"
             )
+    sql = [" ".join(q.lower().split()) for q in queries]
+    assert any("percentile_cont" in q and "group by" in q for q in sql), (
+        "the stats must be computed by PostgreSQL: one SELECT ... GROUP BY category with "
+        "count(*), min, max, avg and percentile_cont(...) WITHIN GROUP (ORDER BY price), not by "
+        "loading every price and summarising them in Python (100,000 rows on every miss); the "
+        f"statement GET /items/stats ran was: {'; '.join(q[:300] for q in sql) or 'none'}"
+    )
 
 
 def in_cents(value: Any) -> bool:
@@ -597,28 +702,32 @@ def test_redis_outage_is_logged(no_redis_server: AppServer) -> None:
 
 @pytest.fixture(scope="module")
 def hanging_redis_server(
-    impl_dir: Path, app_env: dict[str, str]
-) -> Iterator[tuple[AppServer, FaultyTcp]]:
-    """A second server on the same database whose Redis accepts connections and never answers."""
-    hangs = FaultyTcp("hang").start()
+    impl_dir: Path, app_env: dict[str, str], redis_url: str
+) -> Iterator[tuple[AppServer, TcpProxy]]:
+    """A second server on the same database whose Redis accepts connections and never answers
+    (a stalled proxy in front of the real Redis; `resume()` makes it answer again)."""
+    target = urlsplit(redis_url)
+    hangs = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    hangs.stall()
+    env = {**app_env, "REDIS_URL": hangs.url_for(redis_url), "CACHE_RETRY_SECONDS": str(RETRY)}
     try:
-        with AppServer(impl_dir, {**app_env, "REDIS_URL": hangs.url("redis") + "/0"}) as server:
+        with AppServer(impl_dir, env) as server:
             try:
                 yield server, hangs
             finally:
-                hangs.close()  # wake up a request still waiting for Redis: the server stops now
+                hangs.cut()  # wake up a request still waiting for Redis: the server stops now
     finally:
-        hangs.close()
+        hangs.cut()
 
 
 @pytest.mark.points(6, task=TASK_DOWN)
 def test_a_hanging_redis_costs_one_short_timeout(
-    client: httpx.Client, hanging_redis_server: tuple[AppServer, FaultyTcp]
+    client: httpx.Client, hanging_redis_server: tuple[AppServer, TcpProxy]
 ) -> None:
     server, hangs = hanging_redis_server
     category = marker()
     item = create_item(client, category=category)  # through the server with a working Redis
-    with httpx.Client(base_url=server.base_url, timeout=REDIS_HANG_LIMIT) as slow:
+    with http_client(server.base_url, timeout=REDIS_HANG_LIMIT) as slow:
 
         def answer(method: str, url: str, **kwargs: Any) -> httpx.Response:
             try:
@@ -650,11 +759,26 @@ def test_a_hanging_redis_costs_one_short_timeout(
         answer("GET", "/items", params={"category": category})
         answer("GET", "/items/stats")
         answer("PATCH", f"/items/{item['id']}", json={"price": 2.0})
-    more = hangs.connections - tried
-    assert more == 0, (
-        f"after a Redis timeout the app must skip Redis for a few seconds instead of waiting "
-        f"for a timeout on every request (cache_retry_seconds): 4 more requests opened {more} "
-        "more connection(s) to the Redis that hangs"
+        more = hangs.connections - tried
+        assert more == 0, (
+            f"after a Redis timeout the app must skip Redis for a few seconds instead of "
+            f"waiting for a timeout on every request (cache_retry_seconds): 4 more requests "
+            f"opened {more} more connection(s) to the Redis that hangs"
+        )
+        # Redis answers again: once cache_retry_seconds have passed, the cache must be back.
+        hangs.resume()
+        deadline = time.monotonic() + RETRY + REDIS_BACK_GRACE
+        caches: list[str] = []
+        while time.monotonic() < deadline and "HIT" not in caches:
+            time.sleep(0.1)
+            r = slow.get(f"/items/{item['id']}")
+            assert r.status_code == 200, f"GET /items/{{id}} must answer 200: {show(r)}"
+            caches.append(r.headers.get("X-Cache", ""))
+    assert "HIT" in caches, (
+        f"after Redis failed, the app must try it again once cache_retry_seconds have passed "
+        f"(the grader sets CACHE_RETRY_SECONDS={RETRY:g}), not turn the cache off until a "
+        f"restart: Redis answered again, and {len(caches)} reads of the same item in the "
+        f"next {RETRY + REDIS_BACK_GRACE:g} s were never a HIT"
     )
 
 
@@ -706,51 +830,6 @@ def test_stampede_after_a_write_also_computes_once(
     assert all(r.status_code == 200 for r in answers), "every request must answer 200"
     computed = computations(redis_client, redis_prefix) - before
     assert computed == 1, f"after a write, 30 concurrent misses computed the stats {computed}x"
-
-
-class HeldStats:
-    """GET /items/stats in a thread, its query held by a table lock until `release()`."""
-
-    def __init__(self, database_url: str, db: psycopg.Connection, base_url: str) -> None:
-        self.db = db
-        self.locker = psycopg.connect(database_url)
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        self.base_url = base_url
-        self.answer: Future[httpx.Response] | None = None
-
-    def start(self) -> None:
-        # ACCESS EXCLUSIVE: the stats SELECT waits until we commit (nothing else runs now).
-        self.locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
-        self.answer = self.pool.submit(httpx.get, f"{self.base_url}/items/stats", timeout=30)
-        answer = self.answer
-        waiting = wait_for(lambda: lock_waiters(self.db) >= 1 or answer.done())
-        assert waiting and not answer.done(), (
-            "GET /items/stats right after its key was deleted must run the stats query (the "
-            "test holds a lock on the table, so the query waits), but "
-            f"{'it answered: ' + show(answer.result()) if answer.done() else 'it never did'}"
-        )
-
-    def release(self) -> httpx.Response:
-        self.locker.commit()
-        assert self.answer is not None
-        r = self.answer.result(timeout=30)
-        assert r.status_code == 200, f"GET /items/stats must answer 200: {show(r)}"
-        return r
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg.Error):
-            self.locker.commit()
-        self.locker.close()
-        self.pool.shutdown(wait=True)
-
-
-@contextlib.contextmanager
-def stats_on_hold(database_url: str, db: psycopg.Connection, base_url: str) -> Iterator[HeldStats]:
-    held = HeldStats(database_url, db, base_url)
-    try:
-        yield held
-    finally:
-        held.close()
 
 
 def lock_key_while_computing(
