@@ -232,6 +232,24 @@ def test_price_is_stored_with_cents_up_to_a_million(client: httpx.Client) -> Non
     assert r.status_code == 200 and r.json()["price"] == 0.0, (
         f"PATCH with a price of 0.004 must answer the stored 0.00: {show(r)}"
     )
+    for price in (0.125, 2.675):  # halfway between two cents: rounded once, by PostgreSQL
+        made = create_item(client, price=price)
+        r = client.get(f"/items/{made['id']}")
+        assert r.status_code == 200, f"GET after POST: {show(r)}"
+        stored = r.json()["price"]
+        assert made["price"] == stored, (
+            f"POST /items with a price of {price} answered {made['price']}, but GET then "
+            f"answered {stored}: answer the price as PostgreSQL stored it (RETURNING), never a "
+            "value rounded again in Python"
+        )
+        assert round(stored, 2) == stored and abs(stored - price) <= 0.005 + 1e-9, (
+            f"the price column is NUMERIC(10, 2): {price} must be stored with cents, got {stored}"
+        )
+        r = client.patch(f"/items/{item['id']}", json={"price": price})
+        stored = client.get(f"/items/{item['id']}").json()["price"]
+        assert r.status_code == 200 and r.json()["price"] == stored, (
+            f"PATCH with a price of {price} must answer the price as stored ({stored}): {show(r)}"
+        )
     assert create_item(client, price=1_000_000)["price"] == 1_000_000, "1,000,000 is allowed"
     for price in (1_000_000.01, 1_000_001):
         expect_422(client.post("/items", json=item_body(price=price)), f"a price of {price}")
@@ -339,6 +357,15 @@ def test_filter_by_name_contains(client: httpx.Client) -> None:
     assert [i["id"] for i in items] == [underscore["id"]] and total == 1, (
         f"name_contains={token}_ must match only the name with a literal '_' (LIKE's '_' "
         f"matches any one character: escape it too), got {[i['name'] for i in items]}"
+    )
+    slashes = create_item(client, name=f"{token}\\back/slash")
+    create_item(client, name=f"{token}back/slash")
+    items, total = listing(client, name_contains=f"{token}\\back/s")
+    assert [i["id"] for i in items] == [slashes["id"]] and total == 1, (
+        f"name_contains={token}\\back/s must match only the name with that backslash and "
+        f"slash, got {[i['name'] for i in items]}: a backslash is LIKE's default escape "
+        "character, so escape the escape character too (.icontains(value, autoescape=True) "
+        "does it all)"
     )
 
 

@@ -88,7 +88,7 @@ async def behave(
             try:
                 if not await hold(request, state, settings.hold_timeout_s):
                     counters.abandoned += 1
-                    return  # nobody is waiting for this answer any more
+                    return None  # nobody is waiting for this answer any more
             finally:
                 state.held -= 1
         delay = settings.latency_ms if latency_ms is None else latency_ms
