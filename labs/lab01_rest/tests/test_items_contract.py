@@ -99,16 +99,18 @@ def test_each_new_item_gets_a_new_id(client: httpx.Client) -> None:
 @pytest.mark.points(2, task=TASK_CREATE)
 def test_ids_are_never_reused_after_a_delete(client: httpx.Client) -> None:
     first, second = create_item(client), create_item(client)
-    r = client.delete(f"/items/{first['id']}")
+    # The newest one: an id taken from the largest id in use would come back.
+    r = client.delete(f"/items/{second['id']}")
     assert r.status_code == 204, f"DELETE of an existing item must answer 204: {show(r)}"
     third = create_item(client)
     assert third["id"] > second["id"], (
-        f"after a DELETE, a new item must still get a new, larger id: got {third['id']} after "
-        f"{second['id']} (take ids from a counter, not from the number of items)"
+        f"after a DELETE of the newest item ({second['id']}), a new item must still get a new, "
+        f"larger id: got {third['id']} (take ids from a counter, not from the number of items "
+        "or the largest id in use)"
     )
-    r = client.get(f"/items/{second['id']}")
-    assert r.status_code == 200 and r.json() == second, (
-        f"creating an item must never replace another one: item {second['id']} was {second}, "
+    r = client.get(f"/items/{first['id']}")
+    assert r.status_code == 200 and r.json() == first, (
+        f"creating an item must never replace another one: item {first['id']} was {first}, "
         f"now {show(r)}"
     )
 
@@ -340,6 +342,13 @@ def test_put_and_patch_validate_their_body(client: httpx.Client) -> None:
     expect_422(client.patch(url, json={"price": -1}), "PATCH with a negative price")
     expect_422(client.patch(url, json={"name": ""}), "PATCH with an empty name")
     expect_422(client.patch(url, json={"name": None}), "PATCH that sets name to null")
+    # The same rules as a full item: no conversions, the same lengths.
+    expect_422(client.patch(url, json={"price": "12"}), 'PATCH with a price of "12" (text)')
+    expect_422(client.patch(url, json={"category": ""}), "PATCH with an empty category")
+    expect_422(
+        client.patch(url, json={"description": "x" * 1001}),
+        "PATCH with a description of 1001 characters",
+    )
     r = client.get(url)
     assert r.status_code == 200 and r.json() == created, (
         f"a rejected PUT or PATCH must not change the item: expected {created}, {show(r)}"
@@ -423,6 +432,7 @@ def test_put_keeps_the_item_in_id_order(client: httpx.Client) -> None:
     mine = [create_item(client) for _ in range(3)]
     r = client.put(f"/items/{mine[0]['id']}", json=item_body())
     assert r.status_code == 200, f"PUT /items/{{id}} with a valid item must answer 200: {show(r)}"
+    mine[0] = r.json()
     total = total_count(client)
     r = client.get("/items", params={"limit": 3, "offset": total - 3})
     assert r.status_code == 200, f"GET /items must answer 200: {show(r)}"
@@ -430,6 +440,10 @@ def test_put_keeps_the_item_in_id_order(client: httpx.Client) -> None:
     assert got == expected, (
         f"after a PUT the list must stay in id order: the last 3 items must be {expected}, "
         f"got {got} (replace the item in place; do not delete and re-insert it)"
+    )
+    assert r.json()[0] == mine[0], (
+        f"after a PUT the list must show the item as PUT answered it: {mine[0]}, got "
+        f"{r.json()[0]} (the list and GET /items/{{id}} read the same store)"
     )
 
 

@@ -25,7 +25,13 @@ PINNED_SLIM = re.compile(
 DEPENDENCY_FILES = re.compile(
     r"(^|/)(requirements[^/]*\.(txt|in)|pyproject\.toml|uv\.lock|poetry\.lock|constraints[^/]*\.txt)$"
 )
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|PASS\b|_PWD\b|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I
+)
+# A probe whose failure is turned into success: the container is `healthy` whatever happens.
+ALWAYS_HEALTHY = re.compile(r"\|\|\s*(exit\s+0|true|:)\b|;\s*exit\s+0\b")
+# A RUN that writes an env file or a password URL into a layer.
+RUN_SECRET = re.compile(r"(>>?\s*\S*\.env\b|://[^/\s:@]+:[^/\s@]+@)")
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 # http://127.0.0.1:8000/healthz in a HEALTHCHECK (no port: 80 for http, 443 for https).
 HEALTHZ_URL = re.compile(r"(?P<scheme>https?)://[^/:'\"\s]+(?::(?P<port>\d+))?/healthz")
@@ -130,6 +136,11 @@ def test_the_image_has_a_healthcheck(final_stage: Stage) -> None:
     assert "/healthz" in checks[-1].args, (
         f"{checks[-1]}: probe the API's GET /healthz, so that `healthy` means it answers HTTP"
     )
+    assert not ALWAYS_HEALTHY.search(checks[-1].args), (
+        f"{checks[-1]}: the probe turns a failure into success (`|| exit 0`, `|| true`), so the "
+        "container is `healthy` even when the API does not answer: let the probe's exit code "
+        "through"
+    )
     # The port the probe asks must be the one the API listens on, or the container is never
     # healthy (and compose never starts what waits for it).
     app_port = listening_port(final_stage)
@@ -173,6 +184,12 @@ def test_no_secret_in_the_dockerfile(stages: list[Stage], dockerignore: list[str
                 ), (
                     f"{ins}: a secret in ENV or ARG stays in the image (docker history shows "
                     "it): pass passwords at run time, from .env through compose"
+                )
+            if ins.keyword == "RUN":
+                assert not RUN_SECRET.search(ins.args), (
+                    f"{ins}: a RUN that writes an .env file or a password into the image keeps "
+                    "it in a layer for anyone who pulls it: pass passwords at run time, from "
+                    ".env through compose"
                 )
             if ins.keyword in ("COPY", "ADD") and "from" not in ins.flags:
                 for src in copy_sources(ins):
