@@ -22,7 +22,7 @@ lab_dir = $(firstword $(wildcard labs/lab$(shell printf %02d $(1))_*))
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*## "} {printf "  make %-20s %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*## "} {sub(/%/, "N", $$1); printf "  make %-20s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- set-up
 
@@ -32,8 +32,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@# Bytecode now, not at every start: with PYTHONDONTWRITEBYTECODE set (as on CI machines)
 	@# each server and worker the tests start would otherwise compile ~1000 modules (~2 s).
+	@echo "installing the locked dependencies into $(VENV) (about a minute the first time)"
 	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
+	@echo "environment ready: next, make services (checks PostgreSQL, Redis, RabbitMQ)"
 
 services: setup ## make sure PostgreSQL, Redis and RabbitMQ answer (starts containers if it can)
 	@$(PY) -m shared.services
@@ -45,10 +47,12 @@ services: setup ## make sure PostgreSQL, Redis and RabbitMQ answer (starts conta
 # Exit status: 0 when graded (full marks or not), so a partial grade does not end in make's
 # error line; with CI=true or STRICT=1 a failing test makes it 1 (for CI and scripts). Errors
 # of the harness itself (a usage error, no tests) always exit non-zero.
-lab-%: setup ## make lab-N: grade lab N, print the score table (IMPL=folder: grade another)
+lab-%: setup ## grade lab N, print the score table (IMPL=folder: grade another)
 	@dir="$(call lab_dir,$*)"; \
 	if [ -z "$$dir" ] || [ ! -d "$$dir/tests" ] || [ ! -d "$$dir/starter" ]; then \
 	  echo "lab $* is not available yet"; exit 1; fi; \
+	if [ -z "$(IMPL)" ] && [ -d "$$dir/solution" ]; then \
+	  echo "grading the reference solution $$dir/solution (yours: make lab-$* IMPL=$$dir/starter)"; fi; \
 	status=0; \
 	$(PY) -m pytest "$$dir/tests" $(if $(IMPL),--impl "$(IMPL)") $(PYTEST_GRADE) $(ARGS) \
 	  || status=$$?; \

@@ -64,3 +64,16 @@ def test_a_quote_without_an_error_adds_nothing_and_an_empty_one_says_so() -> Non
     assert feedback_line(report("the run failed. Exit code 1; locust said:")).endswith(
         "said: | (empty)"
     )
+
+
+def test_a_quote_with_a_stub_warning_and_no_error_names_the_stub() -> None:
+    message = (
+        "the run failed. Output ends:\n"
+        "[2026-12-02 00:40:11] WARNING/slo: TODO(lab 7): the SLO check is not written yet\n"
+        "Type Name # reqs\n"
+        "Aggregated 2000 2000 2000 21"
+    )
+    assert feedback_line(report(message)) == (
+        "the run failed. Output ends: | not written yet: [2026-12-02 00:40:11] WARNING/slo: "
+        "TODO(lab 7): the SLO check is not written yet"
+    )

@@ -162,7 +162,10 @@ def main() -> None:
     console.print(table)
     for row in rows:
         console.print(f"  {row.label}: {row.output}")
-    console.print("Everything the demo started has been stopped.")
+    console.print(
+        "Everything the demo started has been stopped. Next: `make run` to try the service in "
+        "a browser (http://127.0.0.1:8000/ui/), or `make lab-1` to start the labs."
+    )
     if any(r.status not in ("done",) and r.label != "bomb png" for r in rows):
         sys.exit("some demo jobs did not finish; see the logs above")
 

@@ -217,8 +217,12 @@ def feedback_line(report: pytest.TestReport) -> str:
     if heads:
         tail = lines[heads[-1] + 1 :]
         errors = [ln for ln in tail if _ERROR_LINE.match(ln)]
+        todos = [ln for ln in tail if "TODO(lab" in ln]
         if errors:
             line += f" | the last error: {_clip(errors[-1], 160)}"
+        elif todos:
+            # A stub that only logs (a warning, no exception) is the likeliest cause.
+            line += f" | not written yet: {_clip(todos[-1], 160)}"
         elif not tail:
             line += " | (the log is empty)" if "log" in lines[heads[-1]].lower() else " | (empty)"
         elif line.endswith(":"):

@@ -77,6 +77,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    impl = config.getoption("impl")
+    if impl and not Path(impl).is_dir():
+        # Otherwise every test errors on a missing app and the run reads as a score of 0.
+        raise pytest.UsageError(f"--impl {impl}: no such folder")
     for marker, (_, why) in NEEDS.items():
         config.addinivalue_line("markers", f"{marker}: the test {why.split(':')[0]}")
     config.addinivalue_line(

@@ -75,6 +75,10 @@ def test_shape_stops_at_saturation_and_names_the_step(shape_run: LoadRun, shape_
     steps = _steps(shape_run)
     found = SATURATION.findall(shape_run.output)
     bound = tomllib.loads(shape_slo.read_text())["p95_ms"]
+    assert found or steps, (
+        "the step load logged no 'step N: ...' line at all: tick() ended the run before the "
+        f"first step finished (is task 4 written?). Output ends:\n{shape_run.tail(8)}"
+    )
     assert found, (
         f"no 'saturation at step N (U users)' line: within {SHAPE_MAX_STEPS} steps of "
         f"{SHAPE_STEP_USERS} users the shop's p95 should exceed {bound:g} ms. Steps seen: "
