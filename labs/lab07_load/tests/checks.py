@@ -40,6 +40,20 @@ WINDOWS: list[tuple[str, int, int, float, dict[int, int], bool]] = [
     ("no requests", 0, 0, 10, {}, True),
     ("no requests, throughput=False", 0, 0, 10, {}, False),
     ("every objective missed", 100, 50, 100, {5000: 100}, True),
+    # A p95 of requests, not of the slowest one or of the distinct times seen.
+    ("p95 below, the slowest 4 % far above", 100, 0, 10, {20: 96, 5000: 4}, True),
+    (
+        "p95 above, most distinct times below",
+        100,
+        0,
+        10,
+        {**dict.fromkeys(range(10, 30), 1), 500: 80},
+        True,
+    ),
+    # locust's request count includes the failed ones: 2 of 199 is past 1 %, 2 of 201 is not.
+    ("errors just past the budget (2 of 199)", 199, 2, 10, {20: 199}, True),
+    # Failed requests still count as requests/s.
+    ("half failed, requests/s at the floor (20 in 10 s)", 20, 10, 10, {20: 20}, True),
 ]
 
 # (name, requests at 50 ms, failed ones, SLO overrides)
@@ -49,14 +63,19 @@ RUNS: list[tuple[str, int, int, dict[str, float]]] = [
     ("every objective missed", 100, 50, {"p95_ms": 10, "min_rps": 1e12}),
 ]
 
-# The shape: steps of STEP_USERS every STEP_SECONDS, at most MAX_STEPS; per second of a step,
-# (requests, ms each). Step 3 of "saturation" is slow but small: over the whole run its
-# requests are under 5 %, so only a judge of the step's own requests sees them.
+# The shape: steps of STEP_USERS every STEP_SECONDS, at most MAX_STEPS; per scenario, the SLO's
+# p95 bound and per second of a step (requests, ms each, failed ones). Step 3 of "saturation"
+# is slow but small: over the whole run its requests are under 5 %, so only a judge of the
+# step's own requests sees them. "errors": step 3 is fast, but 3 % of it fails. "tight SLO":
+# the same steps as "saturation" judged with a p95 bound of 25 ms (not the starter's
+# slo.toml, and not a knee relative to step 1), so step 2 saturates.
 STEP = {"STEP_USERS": 40, "STEP_SECONDS": 4, "MAX_STEPS": 4}
-SHAPE_SLO = {"p95_ms": 200, "max_error_ratio": 0.01, "min_rps": 1e9}
-SCENARIOS = {
-    "saturation": {1: (100, 20), 2: (100, 30), 3: (10, 1000)},
-    "no saturation": {1: (100, 20), 2: (100, 30), 3: (100, 40), 4: (100, 40)},
+SHAPE_SLO = {"max_error_ratio": 0.01, "min_rps": 1e9}
+SCENARIOS: dict[str, tuple[float, dict[int, tuple[int, int, int]]]] = {
+    "saturation": (200, {1: (100, 20, 0), 2: (100, 30, 0), 3: (10, 1000, 0)}),
+    "no saturation": (200, {1: (100, 20, 0), 2: (100, 30, 0), 3: (100, 40, 0), 4: (100, 40, 0)}),
+    "errors": (200, {1: (100, 20, 0), 2: (100, 30, 0), 3: (100, 20, 3)}),
+    "tight SLO": (25, {1: (100, 20, 0), 2: (100, 30, 0), 3: (10, 1000, 0)}),
 }
 TICKS = 20  # ticks at 0, 1, ..., 19 s
 
@@ -97,10 +116,12 @@ def check_check_run(slo_module: ModuleType, folder: Path, log: Captured) -> list
     for name, requests, failures, overrides in RUNS:
         os.environ["SLO_CONFIG"] = write_slo(folder, f"run-{len(answers)}", {**SLO, **overrides})
         environment = Environment()
-        for _ in range(requests):
+        # The failures are another row's (as in a real run): only the total shows them all.
+        for _ in range(requests - failures):
             environment.stats.log_request("GET", "/items", 50, 100)
         for _ in range(failures):
-            environment.stats.log_error("GET", "/items", "500 Internal Server Error")
+            environment.stats.log_request("POST", "/orders", 50, 100)
+            environment.stats.log_error("POST", "/orders", "500 Internal Server Error")
         # Whole-run seconds come from these two stamps: 10 s, whatever the machine.
         environment.stats.total.start_time = time.time() - 10
         environment.stats.total.last_request_timestamp = time.time()
@@ -141,11 +162,15 @@ def check_shape(folder: Path, scenario: str, log: Captured) -> dict[str, Any]:
 
     for key, value in STEP.items():
         os.environ[key] = str(value)
-    os.environ["SLO_CONFIG"] = write_slo(folder, "shape", SHAPE_SLO)
+    bound, steps = SCENARIOS[scenario]
+    os.environ["SLO_CONFIG"] = write_slo(folder, "shape", {"p95_ms": bound, **SHAPE_SLO})
     # A fresh module per scenario: class attributes read the settings when it is imported.
     for name in ("shape", "slo"):
         sys.modules.pop(name, None)
     clock = FakeClock()
+    # Locust imports the locustfile and builds the shape well before the run starts (in the
+    # web UI: until someone presses Start): the shape's clock must start at the first tick.
+    clock.now = -30.0
     clock.install()
     ticks: list[dict[str, Any]] = []
     try:
@@ -161,6 +186,7 @@ def check_shape(folder: Path, scenario: str, log: Captured) -> dict[str, Any]:
         shape = shape_class()
         runner = SimpleNamespace(stats=RequestStats(), user_count=0)
         shape.runner = runner
+        clock.now = 0.0
         shape.reset_time()  # what locust does when the run starts
         log.lines.clear()
         seconds = STEP["STEP_SECONDS"]
@@ -168,9 +194,11 @@ def check_shape(folder: Path, scenario: str, log: Captured) -> dict[str, Any]:
             clock.now = float(second)
             if second:  # the requests of the second that just passed, at its step's pace
                 step = (second - 1) // seconds + 1
-                count, ms = SCENARIOS[scenario].get(step, (100, 20))
+                count, ms, failed = steps.get(step, (100, 20, 0))
                 for _ in range(count):
                     runner.stats.log_request("GET", "/items", ms, 100)
+                for _ in range(failed):
+                    runner.stats.log_error("GET", "/items", "500 Internal Server Error")
             before = len(log.lines)
             answer = shape.tick()
             if answer is not None:

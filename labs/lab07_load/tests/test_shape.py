@@ -106,15 +106,25 @@ def test_shape_stops_at_saturation_and_names_the_step(shape_run: LoadRun, shape_
     assert (number + 1) * SHAPE_STEP_SECONDS < shape_run.seconds_limit
 
 
-# checks.py's fake run: STEP_USERS 40, STEP_SECONDS 4, MAX_STEPS 4, SLO p95 200 ms (and an
-# unreachable min_rps, which a step must not judge); one tick per second at 0, 1, 2, ...
+# checks.py's fake run: STEP_USERS 40, STEP_SECONDS 4, MAX_STEPS 4, an SLO of max_error_ratio
+# 0.01, a p95 bound per scenario and an unreachable min_rps (which a step must not judge); the
+# shape is imported and built 30 s before the first tick, then one tick per second at 0, 1, ...
 # "saturation": steps 1 and 2 answer in 20 and 30 ms (100 requests/s), step 3 in 1000 ms
 # (10 requests/s): only step 3's own requests show it. "no saturation": four fast steps.
+# "errors": step 3 is fast but 3 % of it fails. "tight SLO": "saturation"'s steps, p95 25 ms.
 FAKE_STEP = (40, 4, 4)
 FAKE_STEPS = {
-    # scenario: (the tick that ends the run, [(requests, p95 ms, met) of steps 1, 2, ...])
-    "saturation": (12, [(400, 20, True), (400, 30, True), (40, 1000, False)]),
-    "no saturation": (16, [(400, 20, True), (400, 30, True), (400, 40, True), (400, 40, True)]),
+    # scenario: (p95 bound, the tick that ends the run, the saturation line's (step, users),
+    #            [(requests, p95 ms, met) of steps 1, 2, ...])
+    "saturation": (200, 12, ("3", "120"), [(400, 20, True), (400, 30, True), (40, 1000, False)]),
+    "no saturation": (
+        200,
+        16,
+        None,
+        [(400, 20, True), (400, 30, True), (400, 40, True), (400, 40, True)],
+    ),
+    "errors": (200, 12, ("3", "120"), [(400, 20, True), (400, 30, True), (400, 20, False)]),
+    "tight SLO": (25, 8, ("2", "80"), [(400, 20, True), (400, 30, False)]),
 }
 STEP_REQUESTS = re.compile(r"step (\d+): \d+ users, (\d+) requests")
 
@@ -124,28 +134,31 @@ def test_shape_steps_on_time_and_judges_each_step_alone(offline_checks: dict[str
     if "shape" not in offline_checks:
         pytest.fail("no load/shape.py (the step load shape)", pytrace=False)
     users, seconds, max_steps = FAKE_STEP
-    for scenario, (end, want_steps) in FAKE_STEPS.items():
+    for scenario, (bound, end, saturation, want_steps) in FAKE_STEPS.items():
         answer = offline_checks["shape"][scenario]
         where = (
             f"In a fake run ({scenario}; STEP_USERS={users}, STEP_SECONDS={seconds}, "
-            f"MAX_STEPS={max_steps}, SLO p95 200 ms; tick() called at 0, 1, 2, ... s)"
+            f"MAX_STEPS={max_steps}, SLO_CONFIG: p95 {bound} ms, max_error_ratio 0.01; "
+            f"the shape built 30 s before the run starts, tick() called at 0, 1, 2, ... s)"
         )
         assert "error" not in answer, f"{where} tick() raised:\n{answer['error']}"
         ticks = answer["ticks"]
+        why_end = f"saturation at step {saturation[0]}" if saturation else "MAX_STEPS done"
         for tick in ticks:
             second, got = tick["second"], tick["answer"]
             want = (second // seconds + 1) * users if second < end else None
             if want is None:
                 assert got is None, (
                     f"{where} tick() at {second} s answered {got}: the run should have ended "
-                    f"at {end} s ({'saturation at step 3' if end == 12 else 'MAX_STEPS done'})"
+                    f"at {end} s ({why_end})"
                     f" with None, and stay ended"
                 )
             else:
                 assert got is not None and int(got[0]) == want and got[1] > 0, (
                     f"{where} tick() at {second} s answered {got}, expected ({want}, a spawn "
-                    f"rate): step k runs k x STEP_USERS users for exactly STEP_SECONDS (the "
-                    f"step of second {second} is {second // seconds + 1})"
+                    f"rate): step k runs k x STEP_USERS users for exactly STEP_SECONDS, counted "
+                    f"from the first tick (the step of second {second} is "
+                    f"{second // seconds + 1})"
                 )
         output = "\n".join(line for tick in ticks for line in tick["log"])
         steps = [(int(n), int(p), v == "SLO met") for n, _, p, v in STEP.findall(output)]
@@ -156,12 +169,15 @@ def test_shape_steps_on_time_and_judges_each_step_alone(offline_checks: dict[str
         ), (
             f"{where} the step lines were {got_steps or 'none'} (requests, p95, SLO met), "
             f"expected {want_steps}: judge each step on its own requests "
-            f"(self.snapshot().minus(self.step.start)) with evaluate(..., throughput=False). "
+            f"(self.snapshot().minus(self.step.start)) with evaluate(..., throughput=False), "
+            f"every objective but min_rps, and the SLO of load_slo() (SLO_CONFIG). "
             f"Log:\n{output}"
         )
-        if scenario == "saturation":
-            assert SATURATION.findall(output) == [("3", "120")], (
-                f"{where} expected one line 'saturation at step 3 (120 users)'. Log:\n{output}"
+        if saturation:
+            step, users_then = saturation
+            assert SATURATION.findall(output) == [saturation], (
+                f"{where} expected one line 'saturation at step {step} ({users_then} users)'. "
+                f"Log:\n{output}"
             )
         else:
             assert "no saturation" in output and not SATURATION.findall(output), (

@@ -90,6 +90,10 @@ EVALUATE_WANTS = {
     "no requests": {"min_rps"},
     "no requests, throughput=False": set(),
     "every objective missed": {"p95_ms", "max_error_ratio", "min_rps"},
+    "p95 below, the slowest 4 % far above": set(),
+    "p95 above, most distinct times below": {"p95_ms"},
+    "errors just past the budget (2 of 199)": {"max_error_ratio"},
+    "half failed, requests/s at the floor (20 in 10 s)": {"max_error_ratio"},
 }
 
 
@@ -118,8 +122,11 @@ def test_evaluate_judges_each_objective_at_its_bound(offline_checks: dict[str, A
         "The rules (SLO: p95_ms = 200, max_error_ratio = 0.01, min_rps = 2): one message per "
         "missed objective, starting with its key; a value AT the bound meets it, p95 and "
         "errors miss only above it, requests/s only below it, a window without requests "
-        "misses min_rps, throughput=False skips min_rps; the error ratio is failures / "
-        "requests, a share, not a percentage. Every wrong window:\n" + "\n".join(wrong)
+        "misses min_rps, throughput=False skips min_rps; p95 is the time 95 % of the requests "
+        "beat (calculate_response_time_percentile of the histogram, not the slowest one); the "
+        "error ratio is failures / requests (locust's requests include the failed ones), a "
+        "share, not a percentage; failed requests count in requests/s. Every wrong window:\n"
+        + "\n".join(wrong)
     )
 
 
@@ -150,8 +157,9 @@ def test_check_run_sets_the_exit_code_from_the_slo(offline_checks: dict[str, Any
             wrong.append(f"{case}: logged {answer['log']}, expected a line 'SLO met: ...'")
     assert not wrong, (
         f"check_run went wrong in {len(wrong)} check(s); the first: {wrong[0].splitlines()[0]}\n"
-        "Given a finished run of 100 requests in 10 s (SLO: p95_ms = 200, "
-        "max_error_ratio = 0.01, min_rps = 2), it must set environment.process_exit_code to 0 "
+        "Given a finished run of 100 requests in 10 s, GET /items and the failed ones POST "
+        "/orders (judge the total: environment.stats.total), with SLO p95_ms = 200, "
+        "max_error_ratio = 0.01, min_rps = 2, it must set environment.process_exit_code to 0 "
         "when every objective is met, even with failed requests within the error budget "
         "(locust's default would be 1), and to 1 otherwise. Every wrong check:\n" + "\n".join(wrong)
     )
