@@ -3,7 +3,8 @@
 Three settings turn it on (all off by default, and then nothing is installed at all):
 
     LATENCY_MS=300      every request except /healthz waits 300 ms more before it is handled
-    FAILURE_RATE=0.2    a random 20 % of those requests answer 500 instead
+    FAILURE_RATE=0.2    a random 20 % of those requests fail instead: an item's page answers 404
+                        (as if the item had just been deleted), every other request 500
     CAPACITY_RPS=100    the service starts at most 100 requests a second on average (a burst
                         of up to a second's worth starts at once); past that rate requests
                         wait in a queue, as on a server at its capacity
@@ -16,6 +17,7 @@ your load test.
 
 import asyncio
 import random
+import re
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -25,10 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 EXEMPT = frozenset({"/healthz"})
 # With CAPACITY_RPS: how much work (in seconds at that rate) may start at once.
 BURST = 1.0
+# With FAILURE_RATE: an item's page fails as a deleted item would (a 4xx is an error too).
+ITEM_PAGE = re.compile(r"/items/\d+")
 
 
 class DegradeMiddleware:
-    """Add `latency_ms` to every request and fail a share `failure_rate` of them with 500;
+    """Add `latency_ms` to every request and fail a share `failure_rate` of them (404 or 500);
     with `capacity_rps`, start at most that many requests a second (the others queue)."""
 
     def __init__(
@@ -63,8 +67,9 @@ class DegradeMiddleware:
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.failure_rate and random.random() < self.failure_rate:
+            status = 404 if ITEM_PAGE.fullmatch(scope["path"]) else 500
             answer = JSONResponse(
-                status_code=500, content={"detail": "Injected failure (FAILURE_RATE)"}
+                status_code=status, content={"detail": "Injected failure (FAILURE_RATE)"}
             )
             await answer(scope, receive, send)
             return
