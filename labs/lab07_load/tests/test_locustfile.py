@@ -37,6 +37,9 @@ WEIGHT_TOLERANCE = 0.10  # each task's share may be this far from its weight's s
 RATE_PER_USER = (0.5, 5.0)
 # The median pause between a user's requests: between(0.2, 0.8) never pauses less than 0.2 s.
 MIN_MEDIAN_PAUSE = 0.15
+# People do not pause for the same time before every click: between(0.2, 0.8) puts the 10th
+# and 90th percentiles of the pauses about 0.48 s apart, a constant one about 0 s.
+MIN_PAUSE_SPREAD = 0.3
 
 # Items opened and ordered: at least this share of the requests must name different items
 # (a random item of a 20-item page: nearly all differ; one id for everybody: one).
@@ -115,6 +118,12 @@ def test_users_think_between_requests(normal_run: LoadRun) -> None:
     assert pause >= MIN_MEDIAN_PAUSE, (
         f"a user's requests follow each other after {pause * 1000:.0f} ms (median): set a "
         f"think time, wait_time = between(0.2, 0.8), so that a user behaves like a person"
+    )
+    deciles = statistics.quantiles(pauses, n=10)
+    assert len(pauses) < 20 or deciles[-1] - deciles[0] >= MIN_PAUSE_SPREAD, (
+        f"a user's pauses are all about the same ({deciles[0] * 1000:.0f} to "
+        f"{deciles[-1] * 1000:.0f} ms from the 10th to the 90th percentile): a think time "
+        f"varies, wait_time = between(0.2, 0.8), or the users click in step with each other"
     )
     row = normal_run.aggregated()
     assert row is not None, "reports/load_stats.csv has no Aggregated row"
