@@ -29,7 +29,7 @@ SECRET_NAME = re.compile(
     r"(PASSWORD|PASSWD|PASS\b|_PWD\b|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I
 )
 # A probe whose failure is turned into success: the container is `healthy` whatever happens.
-ALWAYS_HEALTHY = re.compile(r"\|\|\s*(exit\s+0|true|:)\b|;\s*exit\s+0\b")
+ALWAYS_HEALTHY = re.compile(r"\|\|\s*(exit\s+0\b|true\b|:(?!\S))|;\s*exit\s+0\b")
 # A RUN that writes an env file or a password URL into a layer.
 RUN_SECRET = re.compile(r"(>>?\s*\S*\.env\b|://[^/\s:@]+:[^/\s@]+@)")
 URL_WITH_PASSWORD = re.compile(r"://[^/\s:@]+:[^/\s@]+@")

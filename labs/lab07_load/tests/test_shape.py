@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from labs.lab07_load.tests.checks import SCENARIOS
 from labs.lab07_load.tests.conftest import SHAPE_MAX_STEPS, SHAPE_STEP_SECONDS, SHAPE_STEP_USERS
 from labs.lab07_load.tests.loadrun import SATURATION, STEP, LoadRun
 
@@ -114,17 +115,16 @@ def test_shape_stops_at_saturation_and_names_the_step(shape_run: LoadRun, shape_
 # "errors": step 3 is fast but 3 % of it fails. "tight SLO": "saturation"'s steps, p95 25 ms.
 FAKE_STEP = (40, 4, 4)
 FAKE_STEPS = {
-    # scenario: (p95 bound, the tick that ends the run, the saturation line's (step, users),
-    #            [(requests, p95 ms, met) of steps 1, 2, ...])
-    "saturation": (200, 12, ("3", "120"), [(400, 20, True), (400, 30, True), (40, 1000, False)]),
+    # scenario (its p95 bound: checks.SCENARIOS): (the tick that ends the run, the saturation
+    #   line's (step, users), [(requests, p95 ms, met) of steps 1, 2, ...])
+    "saturation": (12, ("3", "120"), [(400, 20, True), (400, 30, True), (40, 1000, False)]),
     "no saturation": (
-        200,
         16,
         None,
         [(400, 20, True), (400, 30, True), (400, 40, True), (400, 40, True)],
     ),
-    "errors": (200, 12, ("3", "120"), [(400, 20, True), (400, 30, True), (400, 20, False)]),
-    "tight SLO": (25, 8, ("2", "80"), [(400, 20, True), (400, 30, False)]),
+    "errors": (12, ("3", "120"), [(400, 20, True), (400, 30, True), (400, 20, False)]),
+    "tight SLO": (8, ("2", "80"), [(400, 20, True), (400, 30, False)]),
 }
 STEP_REQUESTS = re.compile(r"step (\d+): \d+ users, (\d+) requests")
 
@@ -134,7 +134,8 @@ def test_shape_steps_on_time_and_judges_each_step_alone(offline_checks: dict[str
     if "shape" not in offline_checks:
         pytest.fail("no load/shape.py (the step load shape)", pytrace=False)
     users, seconds, max_steps = FAKE_STEP
-    for scenario, (bound, end, saturation, want_steps) in FAKE_STEPS.items():
+    for scenario, (end, saturation, want_steps) in FAKE_STEPS.items():
+        bound = SCENARIOS[scenario][0]
         answer = offline_checks["shape"][scenario]
         where = (
             f"In a fake run ({scenario}; STEP_USERS={users}, STEP_SECONDS={seconds}, "
